@@ -1,0 +1,30 @@
+"""Every numerical knob of fastbp in one place: dtypes and the Numba option sets.
+
+The fastmath flags are stumpy's set. It leaves out ``nnan`` and ``ninf``: with plain
+``fastmath=True`` LLVM may delete NaN/inf checks, which would hide a diverging run.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Floating dtypes the kernels are compiled for (one compiled variant each).
+DTYPES: tuple[np.dtype, ...] = (np.dtype(np.float32), np.dtype(np.float64))
+
+#: Default parameter and computation dtype.
+DEFAULT_DTYPE: np.dtype = np.dtype(np.float32)
+
+FASTMATH: set[str] = {"nsz", "arcp", "contract", "afn", "reassoc"}
+
+#: Options for kernels that run on one thread.
+SERIAL: dict = {"cache": True, "fastmath": FASTMATH, "nogil": True}
+
+#: Options for kernels that split their work with ``prange``.
+PARALLEL: dict = {"cache": True, "fastmath": FASTMATH, "nogil": True, "parallel": True}
+
+#: Fewest batch rows a thread is given in training; below this the split costs more
+#: (a barrier and a separate packing of each weight matrix) than it saves.
+MIN_ROWS_PER_BLOCK: int = 16
+
+#: Rows per thread-local chunk in ``predict``/``evaluate``.
+PREDICT_CHUNK: int = 256

@@ -1,0 +1,136 @@
+"""Checks and conversions for everything that crosses the public API.
+
+Every public entry point converts its arrays here, once: 2-D, the model's dtype, C order
+(copied only when needed), finite, lengths and widths checked. Kernels never validate, so
+nothing unchecked reaches a compiled loop. Errors name the argument and what was received.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from ._config import DTYPES
+
+
+def check_dtype(dtype: object) -> np.dtype:
+    """Resolve ``dtype`` to float32 or float64."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be 'float32' or 'float64', got {dtype!r}") from None
+    if dt not in DTYPES:
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    return dt
+
+
+def check_int(value: object, name: str, minimum: int = 1) -> int:
+    """An integer >= ``minimum`` (bools are rejected)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}: {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_float(
+    value: object, name: str, low: float = 0.0, high: float = np.inf, low_open: bool = False,
+    high_open: bool = False,
+) -> float:  # fmt: skip
+    """A finite real number in [low, high] (ends excluded where ``*_open``)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a float, got {type(value).__name__}: {value!r}")
+    v = float(value)
+    below = v <= low if low_open else v < low
+    above = v >= high if high_open else v > high
+    if not np.isfinite(v) or below or above:
+        lo = "(" if low_open else "["
+        hi = ")" if high_open else "]"
+        raise ValueError(f"{name} must be in {lo}{low}, {high}{hi}, got {value!r}")
+    return v
+
+
+def _as_array(value: object, name: str) -> np.ndarray:
+    if isinstance(value, np.ndarray):
+        return value
+    try:
+        return np.asarray(value)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"{name} must be array-like, got {type(value).__name__}: {exc}") from None
+
+
+def check_X(X: object, dtype: np.dtype, n_features: int | None = None, name: str = "X") -> np.ndarray:
+    """A finite, C-contiguous 2-D array of ``dtype`` with ``n_features`` columns.
+
+    float32/float64 C-contiguous input of the right dtype is returned as is (no copy).
+    """
+    arr = _as_array(X, name)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {arr.shape}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} has 0 rows; at least 1 is required")
+    if arr.shape[1] == 0:
+        raise ValueError(f"{name} has 0 columns; at least 1 feature is required")
+    if n_features is not None and arr.shape[1] != n_features:
+        raise ValueError(f"{name} has {arr.shape[1]} features, but the model expects {n_features}")
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinity (after conversion to {dtype})")
+    return arr
+
+
+def check_labels(y: object, n_samples: int, n_classes: int, name: str = "y") -> np.ndarray:
+    """Integer class labels of shape (n,) in 0..n_classes-1, as a C-contiguous int64 array."""
+    arr = _as_array(y, name)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 1:
+        raise ValueError(
+            f"{name} must be 1-D integer class labels of shape (n_samples,) for cross_entropy, "
+            f"got shape {arr.shape}"
+        )
+    if arr.dtype.kind == "f":
+        if not np.isfinite(arr).all() or not np.array_equal(arr, np.round(arr)):
+            raise TypeError(f"{name} must hold integer class labels for cross_entropy, got non-integer floats")
+    elif arr.dtype.kind not in "biu":
+        raise TypeError(f"{name} must hold integer class labels for cross_entropy, got dtype {arr.dtype}")
+    if arr.shape[0] != n_samples:
+        raise ValueError(f"X and {name} have different lengths: {n_samples} and {arr.shape[0]}")
+    labels = np.ascontiguousarray(arr, dtype=np.int64)
+    lo, hi = int(labels.min()), int(labels.max())
+    if lo < 0 or hi >= n_classes:
+        raise ValueError(
+            f"{name} labels must be in 0..{n_classes - 1} (the last layer has {n_classes} units), "
+            f"got values in {lo}..{hi}"
+        )
+    return labels
+
+
+def check_targets(
+    y: object, n_samples: int, n_outputs: int, dtype: np.dtype, name: str = "y", unit_interval: bool = False
+) -> np.ndarray:
+    """Float targets of shape (n, n_outputs) (or (n,) when n_outputs == 1), finite."""
+    arr = _as_array(y, name)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    if arr.ndim == 1:
+        if n_outputs != 1:
+            raise ValueError(
+                f"{name} has shape {arr.shape}, but the last layer has {n_outputs} units; "
+                f"pass {name} with shape (n_samples, {n_outputs})"
+            )
+        arr = arr.reshape(-1, 1)
+    if arr.ndim != 2 or arr.shape[1] != n_outputs:
+        raise ValueError(f"{name} must have shape (n_samples, {n_outputs}), got {arr.shape}")
+    if arr.shape[0] != n_samples:
+        raise ValueError(f"X and {name} have different lengths: {n_samples} and {arr.shape[0]}")
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinity (after conversion to {dtype})")
+    if unit_interval and (arr.min() < 0 or arr.max() > 1):
+        raise ValueError(f"{name} must be in [0, 1] for binary_cross_entropy, got values in "
+                         f"[{arr.min()}, {arr.max()}]")
+    return arr

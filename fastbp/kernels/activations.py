@@ -1,0 +1,214 @@
+"""Activation functions: the fused bias + activation forward pass and the fused
+activation-derivative pass ``delta = g * f'(.)``.
+
+Every activation has one integer code, listed in :data:`ACTIVATIONS`. Its forward formula
+lives in ``_f`` and its derivative in ``_df``, side by side. The derivative is written from
+the stored output ``a`` wherever the activation allows it (scikit-learn's trick): sigmoid
+``a(1-a)``, tanh ``1-a^2``, relu ``a>0``, leaky relu, elu ``a+1`` for ``a<=0`` and softplus
+``1-exp(-a)``. Only gelu and silu need the pre-activation ``z``; :data:`NEEDS_Z` lists them,
+and the engine keeps a ``z`` buffer for those layers only.
+
+All kernels here are serial and act on a block of rows: the engine hands each thread its
+own row block (see ``engine.py``), so parallelism lives one level up.
+"""
+
+from __future__ import annotations
+
+import math
+
+from numba import njit
+
+from .._config import SERIAL
+
+IDENTITY, SIGMOID, TANH, RELU, LEAKY_RELU, ELU, GELU, SOFTPLUS, SILU = range(9)
+
+#: Public name -> integer code.
+ACTIVATIONS: dict[str, int] = {
+    "identity": IDENTITY,
+    "sigmoid": SIGMOID,
+    "tanh": TANH,
+    "relu": RELU,
+    "leaky_relu": LEAKY_RELU,
+    "elu": ELU,
+    "gelu": GELU,
+    "softplus": SOFTPLUS,
+    "silu": SILU,
+}
+
+#: Codes whose derivative needs the pre-activation ``z`` (not recoverable from ``a``).
+NEEDS_Z: frozenset[int] = frozenset({GELU, SILU})
+
+#: Codes initialised with He ("relu-like"); the rest use Glorot.
+RELU_LIKE: frozenset[int] = frozenset({RELU, LEAKY_RELU, ELU, GELU, SILU})
+
+LEAKY_SLOPE = 0.01
+_INV_SQRT2 = 1.0 / math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+@njit(**SERIAL)
+def sigmoid(x):
+    """Logistic function, stable for any |x| (never exponentiates a positive number)."""
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+@njit(**SERIAL)
+def softplus(x):
+    """log(1 + e^x) as max(x, 0) + log1p(e^-|x|): no overflow for large |x|."""
+    return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
+
+
+@njit(**SERIAL)
+def _f(act, z):
+    """a = f(z) for one element."""
+    if act == IDENTITY:
+        return z
+    if act == SIGMOID:
+        return sigmoid(z)
+    if act == TANH:
+        return math.tanh(z)
+    if act == RELU:
+        return z if z > 0.0 else 0.0
+    if act == LEAKY_RELU:
+        return z if z > 0.0 else LEAKY_SLOPE * z
+    if act == ELU:
+        return z if z > 0.0 else math.expm1(z)
+    if act == GELU:
+        return 0.5 * z * (1.0 + math.erf(z * _INV_SQRT2))
+    if act == SOFTPLUS:
+        return softplus(z)
+    # SILU
+    return z * sigmoid(z)
+
+
+@njit(**SERIAL)
+def _df(act, a, z):
+    """f'(z) for one element, from the output ``a`` where possible (``z`` is ignored then)."""
+    if act == IDENTITY:
+        return 1.0
+    if act == SIGMOID:
+        return a * (1.0 - a)
+    if act == TANH:
+        return 1.0 - a * a
+    if act == RELU:
+        return 1.0 if a > 0.0 else 0.0
+    if act == LEAKY_RELU:
+        return 1.0 if a > 0.0 else LEAKY_SLOPE
+    if act == ELU:
+        # for z <= 0, a = e^z - 1, so f'(z) = e^z = a + 1; a > 0 exactly when z > 0
+        return 1.0 if a > 0.0 else a + 1.0
+    if act == SOFTPLUS:
+        # f'(z) = sigmoid(z) and e^a = 1 + e^z, so sigmoid(z) = 1 - e^-a
+        return -math.expm1(-a)
+    if act == GELU:
+        # exact gelu: d/dz [z Phi(z)] = Phi(z) + z phi(z)
+        return 0.5 * (1.0 + math.erf(z * _INV_SQRT2)) + z * _INV_SQRT_2PI * math.exp(-0.5 * z * z)
+    # SILU: d/dz [z s(z)] = s (1 + z (1 - s))
+    s = sigmoid(z)
+    return s * (1.0 + z * (1.0 - s))
+
+
+@njit(**SERIAL)
+def bias_act_(z, b, act, a):
+    """z += b (row-broadcast), then a = f(z), in one pass.
+
+    Parameters
+    ----------
+    z : ndarray of shape (n, m)
+        GEMM output ``x @ w`` on entry; ``x @ w + b`` on exit.
+    b : ndarray of shape (m,)
+    act : int
+        Activation code from :data:`ACTIVATIONS`.
+    a : ndarray of shape (n, m)
+        Written with ``f(z)``. May alias ``z`` when ``act`` is not in :data:`NEEDS_Z`.
+    """
+    n, m = z.shape
+    if act == IDENTITY:
+        for i in range(n):
+            for j in range(m):
+                v = z[i, j] + b[j]
+                z[i, j] = v
+                a[i, j] = v
+    elif act == RELU:
+        for i in range(n):
+            for j in range(m):
+                v = z[i, j] + b[j]
+                z[i, j] = v
+                a[i, j] = v if v > 0 else 0
+    else:
+        for i in range(n):
+            for j in range(m):
+                v = z[i, j] + b[j]
+                z[i, j] = v
+                a[i, j] = _f(act, v)
+
+
+@njit(**SERIAL)
+def act_backward_(g, a, z, act):
+    """g *= f'(z): turns dL/da into delta = dL/dz, in place.
+
+    Parameters
+    ----------
+    g : ndarray of shape (n, m)
+        dL/da on entry, delta = dL/dz on exit.
+    a : ndarray of shape (n, m)
+        The activation output ``f(z)``.
+    z : ndarray of shape (n, m)
+        The pre-activation; read only for codes in :data:`NEEDS_Z`, so any array (even
+        ``a``) may be passed for the others.
+    act : int
+    """
+    n, m = g.shape
+    if act == IDENTITY:
+        return
+    if act == RELU:
+        for i in range(n):
+            for j in range(m):
+                if a[i, j] <= 0:
+                    g[i, j] = 0
+    elif act in (GELU, SILU):
+        for i in range(n):
+            for j in range(m):
+                g[i, j] *= _df(act, a[i, j], z[i, j])
+    else:
+        for i in range(n):
+            for j in range(m):
+                g[i, j] *= _df(act, a[i, j], a[i, j])
+
+
+@njit(**SERIAL)
+def activation_forward(z, act, a):
+    """a = f(z), element-wise, for arrays of any shape flattened to 2-D by the caller."""
+    n, m = z.shape
+    for i in range(n):
+        for j in range(m):
+            a[i, j] = _f(act, z[i, j])
+    return a
+
+
+def activation_code(name: str) -> int:
+    """Map an activation name (or None for identity) to its code, with a clear error."""
+    if name is None:
+        return IDENTITY
+    if not isinstance(name, str):
+        raise TypeError(f"activation must be a str or None, got {type(name).__name__}: {name!r}")
+    try:
+        return ACTIVATIONS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown activation {name!r}; expected one of {sorted(ACTIVATIONS)}"
+        ) from None
+
+
+__all__ = [
+    "ACTIVATIONS",
+    "NEEDS_Z",
+    "RELU_LIKE",
+    "activation_code",
+    "act_backward_",
+    "bias_act_",
+    "activation_forward",
+]

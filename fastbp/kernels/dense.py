@@ -1,0 +1,71 @@
+"""Dense layer kernels on a block of rows: GEMM in BLAS, then one fused pass.
+
+These run on one thread over a contiguous row block. The engine (``engine.py``) gives
+each thread its own block, with BLAS held to one thread (see ``fastbp._threads``), so the
+fused epilogue reads the GEMM output while it is still in that core's cache.
+
+Shapes follow the math: ``x`` (n, n_in), ``w`` (n_in, n_out), ``b`` (n_out,),
+``z``/``a``/``g`` (n, n_out).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from .._config import SERIAL
+from .activations import act_backward_, bias_act_
+
+
+@njit(**SERIAL)
+def dense_forward(x, w, b, act, z, a):
+    """z = x @ w + b, a = f(z): GEMM, then bias and activation fused in one pass.
+
+    ``a`` may alias ``z`` when the activation's derivative needs only its output (every
+    code not in ``activations.NEEDS_Z``).
+    """
+    np.dot(x, w, z)
+    bias_act_(z, b, act, a)
+
+
+@njit(**SERIAL)
+def column_sums(delta, out):
+    """out[j] = sum_i delta[i, j] (the bias gradient); rows outer for contiguous reads."""
+    n, m = delta.shape
+    for j in range(m):
+        out[j] = 0
+    for i in range(n):
+        for j in range(m):
+            out[j] += delta[i, j]
+
+
+@njit(**SERIAL)
+def dense_backward(x, w, a, z, act, g, dw, db, dx, need_dx):
+    """Backward pass of one dense layer over a row block.
+
+    delta = g * f'(z)       (fused, in place in ``g``)
+    dw    = x^T delta
+    db    = column sums of delta
+    dx    = delta @ w^T     (only if ``need_dx``: skipped for the first layer)
+
+    Parameters
+    ----------
+    x : ndarray of shape (n, n_in)
+        The layer input (previous activation).
+    w : ndarray of shape (n_in, n_out)
+    a, z : ndarray of shape (n, n_out)
+        The layer's output and pre-activation (``z`` may be ``a``, see ``act_backward_``).
+    act : int
+    g : ndarray of shape (n, n_out)
+        dL/da on entry, delta = dL/dz on exit.
+    dw : ndarray of shape (n_in, n_out)
+    db : ndarray of shape (n_out,)
+    dx : ndarray of shape (n, n_in)
+        dL/dx, written only if ``need_dx``.
+    need_dx : bool
+    """
+    act_backward_(g, a, z, act)
+    np.dot(x.T, g, dw)
+    column_sums(g, db)
+    if need_dx:
+        np.dot(g, w.T, dx)

@@ -1,0 +1,117 @@
+"""Layers: thin objects holding configuration and views of the model's parameters."""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from ._validation import check_int
+from .kernels.activations import RELU_LIKE, activation_code
+
+KERNEL_INITS = ("auto", "he_uniform", "glorot_uniform", "he_normal", "glorot_normal")
+
+
+class Dense:
+    """Fully connected layer: ``z = x @ W + b``, ``a = activation(z)``.
+
+    ``W`` has shape ``(n_in, n_out)``, as in Keras and scikit-learn's ``coefs_`` (PyTorch's
+    ``Linear.weight`` is the transpose, ``(out, in)``).
+
+    Parameters
+    ----------
+    units : int
+        Number of outputs ``n_out``.
+    activation : str or None, default=None
+        One of ``identity`` (same as None), ``sigmoid``, ``tanh``, ``relu``,
+        ``leaky_relu`` (slope 0.01), ``elu`` (alpha 1), ``gelu`` (exact erf form, PyTorch's
+        default), ``softplus``, ``silu``. Leave the last layer linear: the loss applies
+        its own link (softmax for ``cross_entropy``, sigmoid for ``binary_cross_entropy``).
+    kernel_init : str, default="auto"
+        ``"auto"`` is He uniform (limit ``sqrt(6 / n_in)``) for relu-like activations
+        (relu, leaky_relu, elu, gelu, silu) and Glorot uniform (limit
+        ``sqrt(6 / (n_in + n_out))``) for the rest. Also ``"he_uniform"``,
+        ``"glorot_uniform"``, ``"he_normal"`` (std ``sqrt(2 / n_in)``),
+        ``"glorot_normal"`` (std ``sqrt(2 / (n_in + n_out))``). Drawn from the model's
+        seeded generator.
+    bias_init : "zeros" or float, default="zeros"
+        Initial value of every bias.
+    input_dim : int, optional
+        Number of inputs ``n_in``; inferred from ``X`` at the first ``fit`` if omitted.
+
+    Attributes
+    ----------
+    w : ndarray of shape (n_in, n_out) or None
+        Weights, a view into the model's parameter array (None until built).
+    b : ndarray of shape (n_out,) or None
+        Biases (None until built).
+
+    Examples
+    --------
+    >>> import fastbp as fb
+    >>> fb.Dense(256, activation="relu", input_dim=784)
+    Dense(784 → 256, relu)
+    """
+
+    def __init__(
+        self,
+        units: int,
+        activation: str | None = None,
+        kernel_init: str = "auto",
+        bias_init: str | float = "zeros",
+        input_dim: int | None = None,
+    ) -> None:
+        self.units = check_int(units, "units")
+        self.activation = "identity" if activation is None else activation
+        self._act = activation_code(activation)
+        if kernel_init not in KERNEL_INITS:
+            raise ValueError(f"kernel_init must be one of {list(KERNEL_INITS)}, got {kernel_init!r}")
+        self.kernel_init = kernel_init
+        if not (bias_init == "zeros" or (isinstance(bias_init, numbers.Real) and not isinstance(bias_init, bool)
+                                          and math.isfinite(bias_init))):
+            raise ValueError(f"bias_init must be 'zeros' or a finite float, got {bias_init!r}")
+        self.bias_init = bias_init
+        self.input_dim = None if input_dim is None else check_int(input_dim, "input_dim")
+        self.w: np.ndarray | None = None
+        self.b: np.ndarray | None = None
+
+    @property
+    def built(self) -> bool:
+        return self.w is not None
+
+    def _bind(self, w: np.ndarray, b: np.ndarray) -> None:
+        """Attach parameter views (called by the model when it builds)."""
+        self.input_dim = w.shape[0]
+        self.w = w
+        self.b = b
+
+    def reset_parameters(self, rng: np.random.Generator) -> None:
+        """Re-draw the weights from ``kernel_init`` and reset the biases, in place."""
+        if self.w is None:
+            raise RuntimeError("Dense.reset_parameters: the layer is not built yet")
+        n_in, n_out = self.w.shape
+        scheme = self.kernel_init
+        if scheme == "auto":
+            scheme = "he_uniform" if self._act in RELU_LIKE else "glorot_uniform"
+        fan = n_in if scheme.startswith("he") else n_in + n_out
+        if scheme.endswith("uniform"):
+            limit = math.sqrt(6.0 / fan)
+            self.w[...] = rng.uniform(-limit, limit, size=(n_in, n_out))
+        else:
+            self.w[...] = rng.normal(0.0, math.sqrt(2.0 / fan), size=(n_in, n_out))
+        self.b[...] = 0.0 if self.bias_init == "zeros" else float(self.bias_init)
+
+    def get_config(self) -> dict:
+        """The ``__init__`` arguments: ``Dense(**layer.get_config())`` rebuilds it unbuilt."""
+        return {
+            "units": self.units,
+            "activation": self.activation,
+            "kernel_init": self.kernel_init,
+            "bias_init": self.bias_init,
+            "input_dim": self.input_dim,
+        }
+
+    def __repr__(self) -> str:
+        n_in = "?" if self.input_dim is None else self.input_dim
+        return f"Dense({n_in} → {self.units}, {self.activation})"
