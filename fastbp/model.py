@@ -393,7 +393,7 @@ class Sequential:
         rejected call changes nothing. An unbuilt model is built from ``W0``'s shape.
         """
         self._require_layers()
-        if isinstance(weights, np.ndarray) or not isinstance(weights, Sequence):
+        if isinstance(weights, str | bytes | np.ndarray) or not isinstance(weights, Sequence):
             raise TypeError(f"weights must be a list of arrays, got {type(weights).__name__}")
         L = len(self.layers)
         if len(weights) != 2 * L:
