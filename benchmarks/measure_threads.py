@@ -60,8 +60,10 @@ def main() -> None:
         med = statistics.median(epoch_times(X, y, threads, args.repeats, pin))
         base = base or med
         label = f"threads={threads}" + ("" if pin else ", BLAS not pinned")
-        print(f"{label:32s} epoch {med * 1e3:8.1f} ms  {args.rows / med:9.0f} samples/s  "
-              f"speed-up vs 1 thread {base / med:5.2f}x")
+        print(
+            f"{label:32s} epoch {med * 1e3:8.1f} ms  {args.rows / med:9.0f} samples/s  "
+            f"speed-up vs 1 thread {base / med:5.2f}x"
+        )
     fb.set_num_threads(max_threads)
 
 

@@ -14,7 +14,7 @@ from ._validation import check_dtype, check_int, check_labels, check_targets, ch
 from .kernels import engine
 from .kernels.activations import NEEDS_Z
 from .kernels.losses import BINARY_CROSS_ENTROPY, CROSS_ENTROPY, LOSSES
-from .kernels.optim import reduce_partials
+from .kernels.optim import N_COEF, reduce_partials
 from .layers import Dense
 from .optimizers import Optimizer, get_optimizer
 
@@ -238,6 +238,7 @@ class Sequential:
             "gbuf": np.empty(rows * width, dtype=dt),
             "gpart": np.empty((n_threads, plan.n_params), dtype=dt),
             "lpart": np.zeros(n_threads, dtype=np.float64),
+            "coef": np.zeros(N_COEF, dtype=dt),
         }
         self._workspace = ws
         return ws
@@ -282,7 +283,7 @@ class Sequential:
         plan = self._plan
         n = X.shape[0]
         rows = min(batch_size, n)
-        hyper = np.array(self.optimizer._hyper(), dtype=self.dtype)
+        hyper = np.array(self.optimizer._hyper(), dtype=np.float64)
         history = History()
         with compute_threads() as n_threads:
             ws = self._workspace_for(rows, n_threads)
@@ -291,7 +292,7 @@ class Sequential:
                 loss, self._step = engine.train_epoch(
                     X, yi, yf, order, rows, n_threads, _config.MIN_ROWS_PER_BLOCK, self._theta,
                     *plan.net(), self._loss, self.optimizer.code, hyper, self._step, self._m,
-                    self._v, plan.n_weights, ws["xb"], ws["ybi"], ws["ybf"], ws["abuf"],
+                    self._v, ws["coef"], plan.n_weights, ws["xb"], ws["ybi"], ws["ybf"], ws["abuf"],
                     ws["zbuf"], ws["gbuf"], ws["gpart"], ws["lpart"],
                 )  # fmt: skip
                 history.history["loss"].append(float(loss))

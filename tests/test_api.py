@@ -52,9 +52,8 @@ def test_predict_shapes_and_links(loss):
     raw = np.maximum(X @ model.get_weights()[0] + model.get_weights()[1], 0)
     raw = raw @ model.get_weights()[2] + model.get_weights()[3]
     expected = {
-        "cross_entropy": np.exp(raw - raw.max(1, keepdims=True)) / np.exp(raw - raw.max(1, keepdims=True)).sum(
-            1, keepdims=True
-        ),
+        "cross_entropy": np.exp(raw - raw.max(1, keepdims=True))
+        / np.exp(raw - raw.max(1, keepdims=True)).sum(1, keepdims=True),
         "binary_cross_entropy": 1 / (1 + np.exp(-raw)),
     }.get(loss, raw)
     np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-5)

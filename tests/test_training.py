@@ -129,9 +129,7 @@ def test_every_optimizer_learns(optimizer):
     X = rng.standard_normal((1000, 2)).astype(np.float32)
     y = ((X[:, 0] ** 2 + X[:, 1] ** 2) < 1.2).astype(np.int64)  # a disc: not linearly separable
     opt = {"sgd": fb.SGD(lr=0.1, momentum=0.9)}.get(optimizer, optimizer)
-    model = fb.Sequential(
-        [fb.Dense(32, activation="relu"), fb.Dense(2)], loss="cross_entropy", optimizer=opt, seed=0
-    )
+    model = fb.Sequential([fb.Dense(32, activation="relu"), fb.Dense(2)], loss="cross_entropy", optimizer=opt, seed=0)
     model.fit(X, y, epochs=30, batch_size=32)
     assert np.mean(model.predict(X).argmax(axis=1) == y) >= 0.95
 

@@ -130,7 +130,7 @@ def batch_gradients(
 @njit(**SERIAL)
 def train_epoch(
     X, yi, yf, order, batch_size, n_threads, min_rows, theta, sizes, acts, woff, boff, coff,
-    loss, opt, hyper, step, m, v, n_decay, xb, ybi, ybf, abuf, zbuf, gbuf, gpart, lpart,
+    loss, opt, hyper, step, m, v, coef, n_decay, xb, ybi, ybf, abuf, zbuf, gbuf, gpart, lpart,
 ):  # fmt: skip
     """One epoch of mini-batch training over ``X[order]``, all in compiled code.
 
@@ -150,7 +150,7 @@ def train_epoch(
             xb, ybi, ybf, abuf, zbuf, gbuf, gpart, lpart,
         )  # fmt: skip
         step += 1
-        optimizer_update_(theta, gpart, nb, n_decay, opt, hyper, step, m, v)
+        optimizer_update_(theta, gpart, nb, n_decay, opt, hyper, step, m, v, coef)
         lsum = 0.0
         for t in range(nb):
             lsum += lpart[t]

@@ -2,23 +2,32 @@
 
 All parameters of a network live in one flat array ``theta`` (every layer's weights
 first, then every layer's biases, see ``fastbp.model``), so one call updates the whole
-network. The pass also finishes the backward pass: the gradient of element ``i`` is the
-sum of the per-thread partial gradients ``gpart[:nparts, i]``, added in a fixed order, so
-a given thread count always gives the same bits.
+network. The pass also finishes the backward pass: the gradient is the sum of the
+per-thread partial gradients ``gpart[:nparts]``, added in a fixed order, so a given thread
+count always gives the same bits. The work goes in chunks of :data:`CHUNK` elements, one
+thread a chunk: sum the partials of the chunk into ``gpart[0]`` (a vectorised pass),
+then update it while it is in cache.
 
 Weight decay applies to the first ``n_decay`` elements of ``theta`` (the weights), not to
-biases, as scikit-learn's ``alpha`` and Keras' ``kernel_regularizer`` do.
+biases, as scikit-learn's ``alpha`` and Keras' ``kernel_regularizer`` do. Each chunk is
+split at ``n_decay`` into two plain loops, so there is no branch per element.
 
-``hyper`` holds the hyper-parameters in the parameters' dtype, at these indices:
+``hyper`` holds the hyper-parameters in float64, exactly as the user gave them, at these
+indices:
 
-========  ==========  ==========  ==========  ==========  ==========  ==========
-code      [0]         [1]         [2]         [3]         [4]         [5]
-========  ==========  ==========  ==========  ==========  ==========  ==========
+========  ==========  ==========  ==========  ==========  ============  ==========
+code      [0]         [1]         [2]         [3]         [4]           [5]
+========  ==========  ==========  ==========  ==========  ============  ==========
 SGD       lr          momentum    -           -           weight_decay  nesterov
 ADAM      lr          beta1       beta2       eps         weight_decay  -
 ADAMW     lr          beta1       beta2       eps         weight_decay  -
 RMSPROP   lr          momentum    alpha       eps         weight_decay  -
-========  ==========  ==========  ==========  ==========  ==========  ==========
+========  ==========  ==========  ==========  ==========  ============  ==========
+
+Step-dependent factors (Adam's bias corrections ``1 - beta^t``, which cancel badly in
+float32) are computed in float64, then every coefficient is stored once per step in
+``coef``, a scratch array of the parameters' dtype, so the per-element arithmetic stays in
+that dtype.
 
 The update rules are PyTorch's (``torch.optim``), written out in each branch.
 """
@@ -27,6 +36,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from numba import njit, prange
 
 from .._config import PARALLEL, SERIAL
@@ -37,102 +47,154 @@ SGD, ADAM, ADAMW, RMSPROP = range(4)
 OPTIMIZERS: dict[str, int] = {"sgd": SGD, "adam": ADAM, "adamw": ADAMW, "rmsprop": RMSPROP}
 
 N_HYPER = 6
+#: Length of the ``coef`` scratch array.
+N_COEF = 12
+#: Elements per chunk of the update (one thread's unit of work).
+CHUNK = 4096
+
+# coef layout
+_LR, _H1, _H2, _EPS, _WD, _STEP_SIZE, _INV_SQRT_BC2, _ONE_M_H1, _ONE_M_H2, _ZERO, _KEEP, _ONE = range(N_COEF)
 
 
 @njit(**SERIAL)
-def _grad(gpart, nparts, i):
-    """Sum of the per-thread partial gradients of element i, in thread order."""
-    g = gpart[0, i]
+def _coefficients(opt, hyper, step, coef):
+    """Fill ``coef`` (parameters' dtype) from ``hyper`` (float64) for step ``step``."""
+    lr, h1, h2, eps, wd = hyper[0], hyper[1], hyper[2], hyper[3], hyper[4]
+    coef[_LR] = lr
+    coef[_H1] = h1
+    coef[_H2] = h2
+    coef[_EPS] = eps
+    coef[_WD] = wd
+    coef[_ONE_M_H1] = 1.0 - h1
+    coef[_ONE_M_H2] = 1.0 - h2
+    coef[_ZERO] = 0.0
+    coef[_ONE] = 1.0
+    coef[_KEEP] = 1.0 - lr * wd
+    if opt == ADAM or opt == ADAMW:
+        coef[_STEP_SIZE] = lr / (1.0 - h1**step)
+        coef[_INV_SQRT_BC2] = 1.0 / math.sqrt(1.0 - h2**step)
+    else:
+        coef[_STEP_SIZE] = lr
+        coef[_INV_SQRT_BC2] = 1.0
+
+
+@njit(**SERIAL)
+def _sum_partials_(gpart, nparts, lo, hi):
+    """gpart[0, lo:hi] += gpart[t, lo:hi] for t = 1 .. nparts-1, in that order."""
+    g0 = gpart[0]
     for t in range(1, nparts):
-        g += gpart[t, i]
-    return g
+        gt = gpart[t]
+        for i in range(lo, hi):
+            g0[i] += gt[i]
+
+
+@njit(**SERIAL)
+def _update_range(opt, theta, g, m, v, lo, hi, coef, decay, nesterov):
+    """Update theta[lo:hi] from the summed gradient g; ``decay`` says if weight decay applies."""
+    lr = coef[_LR]
+    h1 = coef[_H1]
+    h2 = coef[_H2]
+    eps = coef[_EPS]
+    wd = coef[_WD] if decay else coef[_ZERO]
+    if opt == SGD:
+        if h1 == 0:
+            for i in range(lo, hi):
+                theta[i] -= lr * (g[i] + wd * theta[i])
+        elif nesterov:
+            for i in range(lo, hi):
+                gi = g[i] + wd * theta[i]
+                # the buffer starts at zero, so step 1 gives buf = g, as torch's clone(g)
+                buf = h1 * m[i] + gi
+                m[i] = buf
+                theta[i] -= lr * (gi + h1 * buf)
+        else:
+            for i in range(lo, hi):
+                buf = h1 * m[i] + (g[i] + wd * theta[i])
+                m[i] = buf
+                theta[i] -= lr * buf
+    elif opt == ADAM or opt == ADAMW:
+        step_size = coef[_STEP_SIZE]
+        inv_sqrt_bc2 = coef[_INV_SQRT_BC2]
+        a1 = coef[_ONE_M_H1]
+        a2 = coef[_ONE_M_H2]
+        if opt == ADAMW:
+            keep = coef[_KEEP] if decay else coef[_ONE]
+            wd = coef[_ZERO]  # AdamW: decay the weight (keep = 1 - lr wd), not the gradient
+        else:
+            keep = coef[_ONE]  # Adam: L2 penalty wd * w added to the gradient
+        for i in range(lo, hi):
+            gi = g[i] + wd * theta[i]
+            mi = h1 * m[i] + a1 * gi
+            vi = h2 * v[i] + a2 * gi * gi
+            m[i] = mi
+            v[i] = vi
+            theta[i] = keep * theta[i] - step_size * mi / (np.sqrt(vi) * inv_sqrt_bc2 + eps)
+    else:  # RMSPROP
+        a2 = coef[_ONE_M_H2]
+        if h1 == 0:
+            for i in range(lo, hi):
+                gi = g[i] + wd * theta[i]
+                vi = h2 * v[i] + a2 * gi * gi
+                v[i] = vi
+                theta[i] -= lr * gi / (np.sqrt(vi) + eps)
+        else:
+            for i in range(lo, hi):
+                gi = g[i] + wd * theta[i]
+                vi = h2 * v[i] + a2 * gi * gi
+                v[i] = vi
+                buf = h1 * m[i] + gi / (np.sqrt(vi) + eps)
+                m[i] = buf
+                theta[i] -= lr * buf
 
 
 @njit(**PARALLEL)
 def reduce_partials(gpart, nparts, out):
-    """out[i] = sum_t gpart[t, i] for t < nparts. Parallel over elements."""
-    for i in prange(out.shape[0]):
-        out[i] = _grad(gpart, nparts, i)
+    """out = sum of gpart[:nparts] in row order. Parallel over chunks."""
+    P = out.shape[0]
+    for c in prange((P + CHUNK - 1) // CHUNK):
+        lo = c * CHUNK
+        hi = min(P, lo + CHUNK)
+        for i in range(lo, hi):
+            out[i] = gpart[0, i]
+        for t in range(1, nparts):
+            for i in range(lo, hi):
+                out[i] += gpart[t, i]
 
 
 @njit(**PARALLEL)
-def optimizer_update_(theta, gpart, nparts, n_decay, opt, hyper, step, m, v):
-    """One optimizer step on ``theta`` from partial gradients. Parallel over elements.
+def optimizer_update_(theta, gpart, nparts, n_decay, opt, hyper, step, m, v, coef):
+    """One optimizer step on ``theta`` from partial gradients. Parallel over chunks.
 
     Parameters
     ----------
     theta : ndarray of shape (P,)
         All parameters; updated in place.
     gpart : ndarray of shape (T, P)
-        Per-thread partial gradients; rows ``:nparts`` are summed.
+        Per-thread partial gradients; rows ``:nparts`` are summed. Row 0 is overwritten
+        with the summed gradient.
     nparts : int
     n_decay : int
         Weight decay applies to ``theta[:n_decay]``.
     opt : int
         Optimizer code from :data:`OPTIMIZERS`.
-    hyper : ndarray of shape (N_HYPER,)
+    hyper : float64 ndarray of shape (N_HYPER,)
         Hyper-parameters, laid out as in the module docstring.
     step : int
         1-based step number (Adam's bias correction).
     m, v : ndarray of shape (P,) or (0,)
         Optimizer state, updated in place: momentum / first moment in ``m``, second moment
         in ``v``. Unused state may be empty.
+    coef : ndarray of shape (N_COEF,), theta's dtype
+        Scratch for the step's coefficients.
     """
     P = theta.shape[0]
-    lr = hyper[0]
-    h1 = hyper[1]
-    h2 = hyper[2]
-    eps = hyper[3]
-    wd = hyper[4]
-    if opt == SGD:
-        nesterov = hyper[5] != 0
-        if h1 == 0:
-            for i in prange(P):
-                g = _grad(gpart, nparts, i)
-                if i < n_decay:
-                    g += wd * theta[i]
-                theta[i] -= lr * g
-        else:
-            for i in prange(P):
-                g = _grad(gpart, nparts, i)
-                if i < n_decay:
-                    g += wd * theta[i]
-                # buf starts at zero, so the first step gives buf = g, as torch's clone(g)
-                buf = h1 * m[i] + g
-                m[i] = buf
-                if nesterov:
-                    g = g + h1 * buf
-                else:
-                    g = buf
-                theta[i] -= lr * g
-    elif opt == ADAM or opt == ADAMW:
-        decoupled = opt == ADAMW
-        bc1 = 1.0 - h1**step
-        bc2 = 1.0 - h2**step
-        step_size = lr / bc1
-        inv_sqrt_bc2 = 1.0 / math.sqrt(bc2)
-        for i in prange(P):
-            g = _grad(gpart, nparts, i)
-            if i < n_decay:
-                if decoupled:
-                    theta[i] *= 1.0 - lr * wd  # AdamW: decay the weight, not the gradient
-                else:
-                    g += wd * theta[i]  # Adam: L2 penalty added to the gradient
-            mi = h1 * m[i] + (1.0 - h1) * g
-            vi = h2 * v[i] + (1.0 - h2) * g * g
-            m[i] = mi
-            v[i] = vi
-            theta[i] -= step_size * mi / (math.sqrt(vi) * inv_sqrt_bc2 + eps)
-    else:  # RMSPROP
-        for i in prange(P):
-            g = _grad(gpart, nparts, i)
-            if i < n_decay:
-                g += wd * theta[i]
-            vi = h2 * v[i] + (1.0 - h2) * g * g
-            v[i] = vi
-            step_i = g / (math.sqrt(vi) + eps)
-            if h1 > 0:
-                buf = h1 * m[i] + step_i
-                m[i] = buf
-                step_i = buf
-            theta[i] -= lr * step_i
+    _coefficients(opt, hyper, step, coef)
+    nesterov = hyper[5] != 0
+    g = gpart[0]
+    for c in prange((P + CHUNK - 1) // CHUNK):
+        lo = c * CHUNK
+        hi = min(P, lo + CHUNK)
+        _sum_partials_(gpart, nparts, lo, hi)
+        mid = min(max(n_decay, lo), hi)
+        _update_range(opt, theta, g, m, v, lo, mid, coef, True, nesterov)
+        _update_range(opt, theta, g, m, v, mid, hi, coef, False, nesterov)
