@@ -89,13 +89,17 @@ def _sum_partials_(gpart, nparts, lo, hi):
 
 
 @njit(**SERIAL)
-def _update_range(opt, theta, g, m, v, lo, hi, coef, decay, nesterov):
-    """Update theta[lo:hi] from the summed gradient g; ``decay`` says if weight decay applies."""
+def _update_range(opt, theta, g, m, v, lo, hi, coef, wd, keep, nesterov):
+    """Update theta[lo:hi] from the summed gradient g.
+
+    ``wd`` is the L2 coefficient added to the gradient (``wd * theta``) and ``keep`` the
+    decoupled factor applied to the weight (AdamW: ``1 - lr * weight_decay``); the caller
+    passes zero and one where weight decay does not apply.
+    """
     lr = coef[_LR]
     h1 = coef[_H1]
     h2 = coef[_H2]
     eps = coef[_EPS]
-    wd = coef[_WD] if decay else coef[_ZERO]
     if opt == SGD:
         if h1 == 0:
             for i in range(lo, hi):
@@ -117,11 +121,6 @@ def _update_range(opt, theta, g, m, v, lo, hi, coef, decay, nesterov):
         inv_sqrt_bc2 = coef[_INV_SQRT_BC2]
         a1 = coef[_ONE_M_H1]
         a2 = coef[_ONE_M_H2]
-        if opt == ADAMW:
-            keep = coef[_KEEP] if decay else coef[_ONE]
-            wd = coef[_ZERO]  # AdamW: decay the weight (keep = 1 - lr wd), not the gradient
-        else:
-            keep = coef[_ONE]  # Adam: L2 penalty wd * w added to the gradient
         for i in range(lo, hi):
             gi = g[i] + wd * theta[i]
             mi = h1 * m[i] + a1 * gi
@@ -145,6 +144,37 @@ def _update_range(opt, theta, g, m, v, lo, hi, coef, decay, nesterov):
                 buf = h1 * m[i] + gi / (np.sqrt(vi) + eps)
                 m[i] = buf
                 theta[i] -= lr * buf
+
+
+@njit(**SERIAL)
+def n_chunks(P):
+    """Number of CHUNK-sized pieces of a P-element parameter array."""
+    return (P + CHUNK - 1) // CHUNK
+
+
+@njit(**SERIAL)
+def prepare_step(opt, hyper, step, coef):
+    """Fill ``coef`` for step ``step``; returns (wd, keep, nesterov) for the weights.
+
+    ``wd`` is the L2 coefficient added to the gradient and ``keep`` the decoupled decay
+    factor applied to the weight (AdamW only; 1 otherwise).
+    """
+    _coefficients(opt, hyper, step, coef)
+    if opt == ADAMW:
+        return coef[_ZERO], coef[_KEEP], False  # decoupled: shrink the weight, not the gradient
+    return coef[_WD], coef[_ONE], hyper[5] != 0  # L2: wd * w added to the gradient
+
+
+@njit(**SERIAL)
+def update_chunk_(c, theta, gpart, nparts, n_decay, opt, coef, m, v, wd, keep, nesterov):
+    """Chunk ``c`` of the step: sum its partials into gpart[0], then update it (one thread)."""
+    lo = c * CHUNK
+    hi = min(theta.shape[0], lo + CHUNK)
+    _sum_partials_(gpart, nparts, lo, hi)
+    mid = min(max(n_decay, lo), hi)
+    g = gpart[0]
+    _update_range(opt, theta, g, m, v, lo, mid, coef, wd, keep, nesterov)  # weights
+    _update_range(opt, theta, g, m, v, mid, hi, coef, coef[_ZERO], coef[_ONE], nesterov)  # biases
 
 
 @njit(**PARALLEL)
@@ -187,14 +217,6 @@ def optimizer_update_(theta, gpart, nparts, n_decay, opt, hyper, step, m, v, coe
     coef : ndarray of shape (N_COEF,), theta's dtype
         Scratch for the step's coefficients.
     """
-    P = theta.shape[0]
-    _coefficients(opt, hyper, step, coef)
-    nesterov = hyper[5] != 0
-    g = gpart[0]
-    for c in prange((P + CHUNK - 1) // CHUNK):
-        lo = c * CHUNK
-        hi = min(P, lo + CHUNK)
-        _sum_partials_(gpart, nparts, lo, hi)
-        mid = min(max(n_decay, lo), hi)
-        _update_range(opt, theta, g, m, v, lo, mid, coef, True, nesterov)
-        _update_range(opt, theta, g, m, v, mid, hi, coef, False, nesterov)
+    wd, keep, nesterov = prepare_step(opt, hyper, step, coef)
+    for c in prange(n_chunks(theta.shape[0])):
+        update_chunk_(c, theta, gpart, nparts, n_decay, opt, coef, m, v, wd, keep, nesterov)
