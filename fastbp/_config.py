@@ -16,11 +16,13 @@ DEFAULT_DTYPE: np.dtype = np.dtype(np.float32)
 
 FASTMATH: set[str] = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
-#: Options for kernels that run on one thread.
-SERIAL: dict = {"cache": True, "fastmath": FASTMATH, "nogil": True}
+#: Options for kernels that run on one thread. ``error_model="numpy"``: a division by zero
+#: gives inf/nan as in NumPy instead of raising ZeroDivisionError, and so needs no check
+#: (a branch per division, which kept the optimizer loops from vectorising).
+SERIAL: dict = {"cache": True, "fastmath": FASTMATH, "nogil": True, "error_model": "numpy"}
 
 #: Options for kernels that split their work with ``prange``.
-PARALLEL: dict = {"cache": True, "fastmath": FASTMATH, "nogil": True, "parallel": True}
+PARALLEL: dict = SERIAL | {"parallel": True}
 
 #: Fewest batch rows a thread is given in training; below this the split costs more
 #: (a barrier and a separate packing of each weight matrix) than it saves.

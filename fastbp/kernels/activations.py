@@ -124,8 +124,13 @@ def bias_act_(z, b, act, a):
         Activation code from :data:`ACTIVATIONS`.
     a : ndarray of shape (n, m)
         Written with ``f(z)``. May alias ``z`` when ``act`` is not in :data:`NEEDS_Z`.
+
+    The piecewise-linear activations have their own loops with constants in the arrays'
+    dtype, which LLVM vectorises; the others call the element formula ``_f`` (their
+    ``exp``/``tanh``/``erf`` are scalar library calls either way).
     """
     n, m = z.shape
+    zero = z.dtype.type(0)
     if act == IDENTITY:
         for i in range(n):
             for j in range(m):
@@ -137,7 +142,14 @@ def bias_act_(z, b, act, a):
             for j in range(m):
                 v = z[i, j] + b[j]
                 z[i, j] = v
-                a[i, j] = v if v > 0 else 0
+                a[i, j] = v if v > zero else zero
+    elif act == LEAKY_RELU:
+        slope = z.dtype.type(LEAKY_SLOPE)
+        for i in range(n):
+            for j in range(m):
+                v = z[i, j] + b[j]
+                z[i, j] = v
+                a[i, j] = v if v > zero else slope * v
     else:
         for i in range(n):
             for j in range(m):
@@ -160,20 +172,43 @@ def act_backward_(g, a, z, act):
         The pre-activation; read only for codes in :data:`NEEDS_Z`, so any array (even
         ``a``) may be passed for the others.
     act : int
+
+    Each activation whose derivative is arithmetic on ``a`` has its own loop, with
+    constants in the arrays' dtype, which LLVM vectorises (a select, not a branch, for the
+    piecewise ones); softplus, gelu and silu need ``exp``/``erf`` per element.
     """
     n, m = g.shape
+    zero = g.dtype.type(0)
+    one = g.dtype.type(1)
     if act == IDENTITY:
         return
-    if act == RELU:
+    if act == SIGMOID:
         for i in range(n):
             for j in range(m):
-                if a[i, j] <= 0:
-                    g[i, j] = 0
+                g[i, j] *= a[i, j] * (one - a[i, j])
+    elif act == TANH:
+        for i in range(n):
+            for j in range(m):
+                g[i, j] *= one - a[i, j] * a[i, j]
+    elif act == RELU:
+        for i in range(n):
+            for j in range(m):
+                g[i, j] = g[i, j] if a[i, j] > zero else zero
+    elif act == LEAKY_RELU:
+        slope = g.dtype.type(LEAKY_SLOPE)
+        for i in range(n):
+            for j in range(m):
+                g[i, j] *= one if a[i, j] > zero else slope
+    elif act == ELU:
+        # for z <= 0, a = e^z - 1, so f'(z) = e^z = a + 1; a > 0 exactly when z > 0
+        for i in range(n):
+            for j in range(m):
+                g[i, j] *= one if a[i, j] > zero else a[i, j] + one
     elif act in (GELU, SILU):
         for i in range(n):
             for j in range(m):
                 g[i, j] *= _df(act, a[i, j], z[i, j])
-    else:
+    else:  # SOFTPLUS
         for i in range(n):
             for j in range(m):
                 g[i, j] *= _df(act, a[i, j], a[i, j])

@@ -135,8 +135,10 @@ def batch_gradients(
     """Forward + loss + backward for the batch ``X[rows]``, split into ``nb`` row blocks,
     one per thread (see :func:`block_gradients_`)."""
     for t in prange(nb):
+        # np.int64: the prange index is unsigned in the parallel body, which would compile a
+        # second specialisation of the helper
         block_gradients_(
-            t, nb, X, yi, yf, rows, theta, sizes, acts, woff, boff, coff, loss,
+            np.int64(t), nb, X, yi, yf, rows, theta, sizes, acts, woff, boff, coff, loss,
             xb, ybi, ybf, abuf, zbuf, gbuf, gpart, lpart,
         )  # fmt: skip
 

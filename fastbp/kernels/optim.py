@@ -81,16 +81,19 @@ def _coefficients(opt, hyper, step, coef):
 @njit(**SERIAL)
 def _sum_partials_(gpart, nparts, lo, hi):
     """gpart[0, lo:hi] += gpart[t, lo:hi] for t = 1 .. nparts-1, in that order."""
-    g0 = gpart[0]
+    # loops over slices from 0: an index starting at an arbitrary lo would keep Numba's
+    # negative-index wraparound check in the loop, which stops LLVM vectorising it
+    g0 = gpart[0, lo:hi]
     for t in range(1, nparts):
-        gt = gpart[t]
-        for i in range(lo, hi):
+        gt = gpart[t, lo:hi]
+        for i in range(hi - lo):
             g0[i] += gt[i]
 
 
 @njit(**SERIAL)
-def _update_range(opt, theta, g, m, v, lo, hi, coef, wd, keep, nesterov):
-    """Update theta[lo:hi] from the summed gradient g.
+def _update_range(opt, theta, g, m, v, coef, wd, keep, nesterov):
+    """Update ``theta`` from the summed gradient ``g`` (slices of one chunk; ``m``/``v`` may
+    be empty when the optimizer does not use them).
 
     ``wd`` is the L2 coefficient added to the gradient (``wd * theta``) and ``keep`` the
     decoupled factor applied to the weight (AdamW: ``1 - lr * weight_decay``); the caller
@@ -102,17 +105,17 @@ def _update_range(opt, theta, g, m, v, lo, hi, coef, wd, keep, nesterov):
     eps = coef[_EPS]
     if opt == SGD:
         if h1 == 0:
-            for i in range(lo, hi):
+            for i in range(theta.shape[0]):
                 theta[i] -= lr * (g[i] + wd * theta[i])
         elif nesterov:
-            for i in range(lo, hi):
+            for i in range(theta.shape[0]):
                 gi = g[i] + wd * theta[i]
                 # the buffer starts at zero, so step 1 gives buf = g, as torch's clone(g)
                 buf = h1 * m[i] + gi
                 m[i] = buf
                 theta[i] -= lr * (gi + h1 * buf)
         else:
-            for i in range(lo, hi):
+            for i in range(theta.shape[0]):
                 buf = h1 * m[i] + (g[i] + wd * theta[i])
                 m[i] = buf
                 theta[i] -= lr * buf
@@ -121,7 +124,7 @@ def _update_range(opt, theta, g, m, v, lo, hi, coef, wd, keep, nesterov):
         inv_sqrt_bc2 = coef[_INV_SQRT_BC2]
         a1 = coef[_ONE_M_H1]
         a2 = coef[_ONE_M_H2]
-        for i in range(lo, hi):
+        for i in range(theta.shape[0]):
             gi = g[i] + wd * theta[i]
             mi = h1 * m[i] + a1 * gi
             vi = h2 * v[i] + a2 * gi * gi
@@ -131,13 +134,13 @@ def _update_range(opt, theta, g, m, v, lo, hi, coef, wd, keep, nesterov):
     else:  # RMSPROP
         a2 = coef[_ONE_M_H2]
         if h1 == 0:
-            for i in range(lo, hi):
+            for i in range(theta.shape[0]):
                 gi = g[i] + wd * theta[i]
                 vi = h2 * v[i] + a2 * gi * gi
                 v[i] = vi
                 theta[i] -= lr * gi / (np.sqrt(vi) + eps)
         else:
-            for i in range(lo, hi):
+            for i in range(theta.shape[0]):
                 gi = g[i] + wd * theta[i]
                 vi = h2 * v[i] + a2 * gi * gi
                 v[i] = vi
@@ -173,8 +176,10 @@ def update_chunk_(c, theta, gpart, nparts, n_decay, opt, coef, m, v, wd, keep, n
     _sum_partials_(gpart, nparts, lo, hi)
     mid = min(max(n_decay, lo), hi)
     g = gpart[0]
-    _update_range(opt, theta, g, m, v, lo, mid, coef, wd, keep, nesterov)  # weights
-    _update_range(opt, theta, g, m, v, mid, hi, coef, coef[_ZERO], coef[_ONE], nesterov)  # biases
+    # weights, then biases (no weight decay); m[lo:mid] of an unused, empty m is empty
+    _update_range(opt, theta[lo:mid], g[lo:mid], m[lo:mid], v[lo:mid], coef, wd, keep, nesterov)
+    zero, one = coef[_ZERO], coef[_ONE]
+    _update_range(opt, theta[mid:hi], g[mid:hi], m[mid:hi], v[mid:hi], coef, zero, one, nesterov)
 
 
 @njit(**PARALLEL)
@@ -184,11 +189,12 @@ def reduce_partials(gpart, nparts, out):
     for c in prange((P + CHUNK - 1) // CHUNK):
         lo = c * CHUNK
         hi = min(P, lo + CHUNK)
-        for i in range(lo, hi):
-            out[i] = gpart[0, i]
+        o = out[lo:hi]
+        o[:] = gpart[0, lo:hi]
         for t in range(1, nparts):
-            for i in range(lo, hi):
-                out[i] += gpart[t, i]
+            gt = gpart[t, lo:hi]
+            for i in range(hi - lo):
+                o[i] += gt[i]
 
 
 @njit(**PARALLEL)
@@ -219,4 +225,5 @@ def optimizer_update_(theta, gpart, nparts, n_decay, opt, hyper, step, m, v, coe
     """
     wd, keep, nesterov = prepare_step(opt, hyper, step, coef)
     for c in prange(n_chunks(theta.shape[0])):
-        update_chunk_(c, theta, gpart, nparts, n_decay, opt, coef, m, v, wd, keep, nesterov)
+        # np.int64: the prange index is unsigned here; see engine.batch_gradients
+        update_chunk_(np.int64(c), theta, gpart, nparts, n_decay, opt, coef, m, v, wd, keep, nesterov)
