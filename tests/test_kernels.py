@@ -457,3 +457,17 @@ def test_optimizer_update_across_chunks(name, dtype, rng):
         expected = ref.OPTIMIZERS[name](expected, grad, state, step, n_decay, **reference_kwargs(name, kwargs, dtype))
         optimizer_update_(theta, gpart, 2, n_decay, code, hyper, step, m, v, np.zeros(N_COEF, dtype=dtype))
     assert_allclose(theta, expected, rtol=TOL_ACC[dtype]["rtol"], atol=TOL_ACC[dtype]["atol"])
+
+
+def test_tanh_f32_rational_within_two_ulp():
+    """The float32 tanh in ``bias_act_`` is a rational approximation: check it everywhere."""
+    z = np.concatenate([np.linspace(-12, 12, 400_001), [0.0, 1e-30, -1e-30, 1e-8, 1e4, -1e4]]).astype(np.float32)
+    z = z.reshape(-1, 1)
+    a = np.empty_like(z)
+    bias_act_(z.copy(), np.zeros(1, np.float32), ACT_CODES["tanh"], a)
+    exact = np.tanh(z.astype(np.float64))
+    ulps = np.abs(a - exact) / np.spacing(np.abs(a).astype(np.float32)).astype(np.float64)
+    assert ulps.max() <= 2.0
+    neg = np.empty_like(z)
+    bias_act_(-z, np.zeros(1, np.float32), ACT_CODES["tanh"], neg)
+    assert_array_equal(neg, -a)  # odd
