@@ -270,28 +270,12 @@ OPTIMIZERS = {
 
 def _numpy_update(opt: fb.Optimizer, theta, g, m, v, t, step: int, n_decay: int) -> None:
     """One in-place NumPy update of the flat ``theta``; ``t`` is scratch (PyTorch's rules)."""
-    if isinstance(opt, fb.SGD):  # as the baseline's _SGD
-        m *= opt.momentum
-        m += g
-        theta -= np.multiply(m, opt.lr, out=t)
-    elif isinstance(opt, fb.Adam):  # as the baseline's _Adam; AdamW decays the weights first
-        b1, b2 = opt.beta1, opt.beta2
+    if isinstance(opt, fb.SGD):  # the baseline's step
+        base.sgd_momentum_step_(theta, g, m, t, opt.lr, opt.momentum)
+    elif isinstance(opt, fb.Adam):  # the baseline's step; AdamW decays the weights first
         if isinstance(opt, fb.AdamW):
             theta[:n_decay] *= 1.0 - opt.lr * opt.weight_decay
-        step_size = opt.lr / (1.0 - b1**step)
-        inv_sqrt_bc2 = 1.0 / math.sqrt(1.0 - b2**step)
-        m *= b1
-        m += np.multiply(g, 1.0 - b1, out=t)
-        v *= b2
-        np.multiply(g, g, out=t)
-        t *= 1.0 - b2
-        v += t
-        np.sqrt(v, out=t)
-        t *= inv_sqrt_bc2
-        t += opt.eps
-        np.divide(m, t, out=t)
-        t *= step_size
-        theta -= t
+        base.adam_step_(theta, g, m, v, t, opt.lr, opt.beta1, opt.beta2, opt.eps, step)
     else:  # RMSprop without momentum
         v *= opt.alpha
         np.multiply(g, g, out=t)

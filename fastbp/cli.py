@@ -40,25 +40,24 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _workload_list(text: str) -> str:
-    """Checked at parse time, so a typo fails before minutes of benchmarking."""
-    from .bench.runner import BenchError, parse_workloads
+def _checked(parse_name: str):
+    """An argparse type that runs ``runner.<parse_name>`` at parse time, so a typo fails
+    before minutes of benchmarking; the text itself is passed on unchanged."""
 
-    try:
-        parse_workloads(text)
-    except BenchError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
+    def check(text: str) -> str:
+        from .bench import runner
+
+        try:
+            getattr(runner, parse_name)(text)
+        except runner.BenchError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return text
+
+    return check
 
 
-def _peer_list(text: str) -> str:
-    from .bench.runner import BenchError, parse_peers
-
-    try:
-        parse_peers(text)
-    except BenchError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
+_workload_list = _checked("parse_workloads")
+_peer_list = _checked("parse_peers")
 
 
 def _add_bench(subparsers: argparse._SubParsersAction) -> None:

@@ -106,6 +106,34 @@ def loss_grad(out: np.ndarray, y: np.ndarray, loss: str, g: np.ndarray) -> float
     return mean_loss
 
 
+def sgd_momentum_step_(p: np.ndarray, g: np.ndarray, v: np.ndarray, t: np.ndarray, lr: float, momentum: float) -> None:
+    """In place: ``v = momentum * v + g``; ``p -= lr * v``. ``t`` is scratch of p's shape."""
+    v *= momentum  # the buffer starts at zero, so step 1 gives v = g, as torch
+    v += g
+    p -= np.multiply(v, lr, out=t)
+
+
+def adam_step_(
+    p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, t: np.ndarray,
+    lr: float, beta1: float, beta2: float, eps: float, step: int,
+) -> None:  # fmt: skip
+    """One in-place Adam step (PyTorch's rule) at 1-based ``step``; ``t`` is scratch."""
+    step_size = lr / (1.0 - beta1**step)
+    inv_sqrt_bc2 = 1.0 / math.sqrt(1.0 - beta2**step)
+    m *= beta1
+    m += np.multiply(g, 1.0 - beta1, out=t)
+    v *= beta2
+    np.multiply(g, g, out=t)
+    t *= 1.0 - beta2
+    v += t
+    np.sqrt(v, out=t)
+    t *= inv_sqrt_bc2
+    t += eps
+    np.divide(m, t, out=t)
+    t *= step_size
+    p -= t
+
+
 class _SGD:
     """``v = momentum * v + g``; ``w -= lr * v`` (PyTorch's ``torch.optim.SGD``)."""
 
@@ -121,9 +149,7 @@ class _SGD:
                 p -= np.multiply(g, self.lr, out=t)
             return
         for p, g, v, t in zip(params, grads, self.velocity, self.scratch):
-            v *= self.momentum  # the buffer starts at zero, so step 1 gives v = g, as torch
-            v += g
-            p -= np.multiply(v, self.lr, out=t)
+            sgd_momentum_step_(p, g, v, t, self.lr, self.momentum)
 
 
 class _Adam:
@@ -142,22 +168,8 @@ class _Adam:
 
     def step(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
         self.t += 1
-        b1, b2 = self.beta1, self.beta2
-        step_size = self.lr / (1.0 - b1**self.t)
-        inv_sqrt_bc2 = 1.0 / math.sqrt(1.0 - b2**self.t)
         for p, g, m, v, t in zip(params, grads, self.m, self.v, self.scratch):
-            m *= b1
-            m += np.multiply(g, 1.0 - b1, out=t)
-            v *= b2
-            np.multiply(g, g, out=t)
-            t *= 1.0 - b2
-            v += t
-            np.sqrt(v, out=t)
-            t *= inv_sqrt_bc2
-            t += self.eps
-            np.divide(m, t, out=t)
-            t *= step_size
-            p -= t
+            adam_step_(p, g, m, v, t, self.lr, self.beta1, self.beta2, self.eps, self.t)
 
 
 class NumpyMLP:
