@@ -3,6 +3,8 @@ every number is computed by the compiled kernels in ``fastbp.kernels``."""
 
 from __future__ import annotations
 
+import copy
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -16,6 +18,7 @@ from .kernels.activations import NEEDS_Z
 from .kernels.losses import BINARY_CROSS_ENTROPY, CROSS_ENTROPY, LOSSES
 from .kernels.optim import N_COEF, reduce_partials
 from .layers import Dense
+from .metrics import check_metrics
 from .optimizers import Optimizer, get_optimizer
 
 
@@ -83,6 +86,9 @@ class Sequential:
         bit-identical weights after ``fit``.
     dtype : {"float32", "float64"}, default="float32"
         Dtype of parameters and computation; inputs are converted to it.
+    metrics : list of str, optional
+        Extra values recorded per epoch in ``History.history`` (and ``val_`` + name on
+        validation data): ``"accuracy"`` (classification losses), ``"mae"``, ``"mse"``.
 
     Examples
     --------
@@ -103,6 +109,7 @@ class Sequential:
         optimizer: str | Optimizer = "adam",
         seed: int | None = None,
         dtype: str | np.dtype = "float32",
+        metrics: Sequence[str] | None = None,
     ) -> None:
         if loss is None:
             raise ValueError(f"loss is required: one of {sorted(LOSSES)}")
@@ -115,6 +122,7 @@ class Sequential:
             seed = check_int(seed, "seed", minimum=0)
         self.seed = seed
         self.dtype = check_dtype(dtype)
+        self.metrics = check_metrics(metrics, loss)
         self.layers: list[Dense] = []
         for layer in layers or []:
             self.add(layer)
@@ -125,6 +133,30 @@ class Sequential:
         self._v: np.ndarray | None = None
         self._step = 0
         self._workspace: dict | None = None
+
+    # ------------------------------------------------------------------ pickling
+    def __getstate__(self) -> dict:
+        """Pickle without work buffers, and without the layers' weight views (their data is
+        in ``_theta``; :meth:`__setstate__` re-binds them), so each number is stored once."""
+        state = self.__dict__.copy()
+        state["_workspace"] = None
+        layers = []
+        for layer in self.layers:
+            layer = copy.copy(layer)
+            layer.w = layer.b = None
+            layers.append(layer)
+        state["layers"] = layers
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self._plan is not None:
+            self._bind_layers()
+
+    def _bind_layers(self) -> None:
+        """Point each layer's ``w``/``b`` at its slice of ``_theta``."""
+        for layer, W, b in zip(self.layers, *[iter(self._unflatten(self._theta))] * 2):
+            layer._bind(W, b)
 
     # ------------------------------------------------------------------ container
     def add(self, layer: Dense) -> None:
@@ -371,6 +403,14 @@ class Sequential:
             reduce_partials(gpart, nb, grad)
         count = n if self._loss == CROSS_ENTROPY else n * k
         return float(lpart.sum() / count), self._unflatten(grad)
+
+    # ------------------------------------------------------------------ files
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the model (architecture, weights, optimizer state) to ``path``; see
+        :func:`fastbp.load` and ``fastbp.io`` for the format (never pickled)."""
+        from .io import save_model
+
+        save_model(self, path)
 
     # ------------------------------------------------------------------ weights
     def _unflatten(self, flat: np.ndarray) -> list[np.ndarray]:
