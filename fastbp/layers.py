@@ -7,7 +7,7 @@ import numbers
 
 import numpy as np
 
-from ._validation import check_int
+from ._validation import check_float, check_int
 from .kernels.activations import RELU_LIKE, activation_code
 
 KERNEL_INITS = ("auto", "he_uniform", "glorot_uniform", "he_normal", "glorot_normal")
@@ -116,3 +116,43 @@ class Dense:
     def __repr__(self) -> str:
         n_in = "?" if self.input_dim is None else self.input_dim
         return f"Dense({n_in} → {self.units}, {self.activation})"
+
+
+class Dropout:
+    """Inverted dropout: during ``fit``, each unit of the previous layer's output (or of the
+    input, as the first layer) is zeroed with probability ``rate`` and the kept ones scaled
+    by ``1 / (1 - rate)``; in ``predict``, ``evaluate`` and ``loss_and_gradients`` it does
+    nothing.
+
+    The masks are drawn from the model's seed, and the same seed gives the same masks
+    whatever the thread count (see ``fastbp.kernels.dropout``). It runs inside the compiled
+    training step, fused with the layer it follows. A model may not end with Dropout.
+
+    Parameters
+    ----------
+    rate : float in [0, 1)
+        Fraction of units dropped.
+
+    Examples
+    --------
+    >>> import fastbp as fb
+    >>> fb.Dropout(0.5)
+    Dropout(0.5)
+    """
+
+    def __init__(self, rate: float) -> None:
+        self.rate = check_float(rate, "rate", 0.0, 1.0, high_open=True)
+
+    #: Dropout has no parameters: it never belongs to a model in the Dense sense.
+    built = False
+
+    def get_config(self) -> dict:
+        """The ``__init__`` arguments."""
+        return {"rate": self.rate}
+
+    def __repr__(self) -> str:
+        return f"Dropout({self.rate})"
+
+
+#: Layer classes a model may hold (model files name them from this registry only).
+LAYERS: dict[str, type] = {"Dense": Dense, "Dropout": Dropout}

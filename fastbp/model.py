@@ -5,29 +5,49 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import _config
 from ._threads import compute_threads
+from ._training import (
+    Progress,
+    TrainingDivergedError,
+    check_sample_weight,
+    class_weight_rows,
+    split_validation,
+)
 from ._validation import check_dtype, check_int, check_labels, check_targets, check_X
+from .callbacks import Callback
 from .kernels import engine
 from .kernels.activations import NEEDS_Z
-from .kernels.losses import BINARY_CROSS_ENTROPY, CROSS_ENTROPY, LOSSES
-from .kernels.optim import N_COEF, reduce_partials
-from .layers import Dense
-from .metrics import check_metrics
+from .kernels.losses import BINARY_CROSS_ENTROPY, CROSS_ENTROPY, LOSSES, POISSON, link_
+from .kernels.optim import N_COEF, n_chunks, reduce_partials
+from .layers import Dense, Dropout
+from .metrics import METRICS, check_metrics
 from .optimizers import Optimizer, get_optimizer
 
 
 @dataclass
 class History:
-    """What ``fit`` returns: ``history["loss"]`` is one mean training loss per epoch."""
+    """What ``fit`` returns (also kept as ``model.history``).
+
+    ``history`` maps each logged value to one number per epoch: ``loss`` (mean training
+    loss), each metric by name, ``val_loss`` and ``val_`` + each metric when there is
+    validation data, and ``lr`` (the learning rate used). ``epoch`` lists the epoch
+    indices.
+    """
 
     history: dict[str, list[float]] = field(default_factory=lambda: {"loss": []})
     epoch: list[int] = field(default_factory=list)
+
+    def append(self, epoch: int, logs: dict[str, float]) -> None:
+        self.epoch.append(epoch)
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(value)
 
 
 @dataclass
@@ -42,9 +62,20 @@ class _Plan:
     n_weights: int  # weights come first in theta: weight decay covers theta[:n_weights]
     n_params: int
     needs_z: bool
+    drop: np.ndarray  # (L+1,) float64 dropout rate of the input and of each layer's output; () if none
 
     @classmethod
-    def for_layers(cls, n_features: int, layers: Sequence[Dense]) -> _Plan:
+    def for_layers(cls, n_features: int, all_layers: Sequence[Dense | Dropout]) -> _Plan:
+        layers = [layer for layer in all_layers if isinstance(layer, Dense)]
+        keep = np.ones(len(layers) + 1)
+        slot = 0
+        for layer in all_layers:
+            if isinstance(layer, Dense):
+                slot += 1
+            else:  # consecutive Dropouts combine: the kept fraction multiplies
+                keep[slot] *= 1.0 - layer.rate
+        drop = 1.0 - keep
+        drop = drop if drop.any() else np.zeros(0)
         sizes = np.array([n_features] + [layer.units for layer in layers], dtype=np.int64)
         w_sizes = sizes[:-1] * sizes[1:]
         n_weights = int(w_sizes.sum())
@@ -60,6 +91,7 @@ class _Plan:
             n_weights=n_weights,
             n_params=n_weights + int(sizes[1:].sum()),
             needs_z=any(int(a) in NEEDS_Z for a in acts),
+            drop=drop,
         )
 
     def net(self) -> tuple:
@@ -123,7 +155,7 @@ class Sequential:
         self.seed = seed
         self.dtype = check_dtype(dtype)
         self.metrics = check_metrics(metrics, loss)
-        self.layers: list[Dense] = []
+        self.layers: list[Dense | Dropout] = []
         for layer in layers or []:
             self.add(layer)
         self._rng = np.random.default_rng(seed)
@@ -133,6 +165,11 @@ class Sequential:
         self._v: np.ndarray | None = None
         self._step = 0
         self._workspace: dict | None = None
+        #: Batches per compiled call in ``fit`` (adapted to take about SEGMENT_SECONDS).
+        self._segment_batches = 1
+        #: Set True (e.g. from a callback) to stop ``fit`` after the current epoch.
+        self.stop_training = False
+        self.history: History | None = None
 
     # ------------------------------------------------------------------ pickling
     def __getstate__(self) -> dict:
@@ -143,7 +180,8 @@ class Sequential:
         layers = []
         for layer in self.layers:
             layer = copy.copy(layer)
-            layer.w = layer.b = None
+            if isinstance(layer, Dense):
+                layer.w = layer.b = None
             layers.append(layer)
         state["layers"] = layers
         return state
@@ -155,14 +193,14 @@ class Sequential:
 
     def _bind_layers(self) -> None:
         """Point each layer's ``w``/``b`` at its slice of ``_theta``."""
-        for layer, W, b in zip(self.layers, *[iter(self._unflatten(self._theta))] * 2):
+        for layer, W, b in zip(self.dense_layers, *[iter(self._unflatten(self._theta))] * 2):
             layer._bind(W, b)
 
     # ------------------------------------------------------------------ container
-    def add(self, layer: Dense) -> None:
+    def add(self, layer: Dense | Dropout) -> None:
         """Append a layer (only before the model is built)."""
-        if not isinstance(layer, Dense):
-            raise TypeError(f"layers must be Dense instances, got {type(layer).__name__}: {layer!r}")
+        if not isinstance(layer, Dense | Dropout):
+            raise TypeError(f"layers must be Dense or Dropout instances, got {type(layer).__name__}: {layer!r}")
         if getattr(self, "_plan", None) is not None:
             raise RuntimeError("cannot add a layer to a built model")
         if layer.built:
@@ -175,7 +213,7 @@ class Sequential:
     def __iter__(self) -> Iterator[Dense]:
         return iter(self.layers)
 
-    def __getitem__(self, index: int | slice) -> Dense | list[Dense]:
+    def __getitem__(self, index: int | slice) -> Dense | Dropout | list[Dense | Dropout]:
         return self.layers[index]
 
     def __repr__(self) -> str:
@@ -192,11 +230,17 @@ class Sequential:
         """Input width: known once built, or from the first layer's ``input_dim``."""
         if self._plan is not None:
             return int(self._plan.sizes[0])
-        return self.layers[0].input_dim if self.layers else None
+        dense = self.dense_layers
+        return dense[0].input_dim if dense else None
 
     @property
     def n_outputs(self) -> int:
-        return self.layers[-1].units
+        return self.dense_layers[-1].units
+
+    @property
+    def dense_layers(self) -> list[Dense]:
+        """The layers with parameters, in order (``layers`` without the Dropouts)."""
+        return [layer for layer in self.layers if isinstance(layer, Dense)]
 
     def count_params(self) -> int:
         """Number of trainable parameters (0 before the model is built)."""
@@ -210,13 +254,13 @@ class Sequential:
                 raise ValueError(f"model is built for {self._plan.sizes[0]} features, got {n_features}")
             return
         self._require_layers()
-        first = self.layers[0].input_dim
+        first = self.dense_layers[0].input_dim
         if first is not None and first != n_features:
             raise ValueError(f"the first layer has input_dim={first}, but X has {n_features} features")
         plan = _Plan.for_layers(n_features, self.layers)
         theta = np.zeros(plan.n_params, dtype=self.dtype)
         for layer, (n_in, n_out), wo, bo in zip(
-            self.layers, zip(plan.sizes[:-1], plan.sizes[1:]), plan.woff, plan.boff
+            self.dense_layers, zip(plan.sizes[:-1], plan.sizes[1:]), plan.woff, plan.boff
         ):
             layer._bind(theta[wo : wo + n_in * n_out].reshape(n_in, n_out), theta[bo : bo + n_out])
             layer.reset_parameters(self._rng)
@@ -227,8 +271,10 @@ class Sequential:
         self._plan = plan
 
     def _require_layers(self) -> None:
-        if not self.layers:
-            raise ValueError("the model has no layers; pass layers=[fb.Dense(...), ...]")
+        if not self.dense_layers:
+            raise ValueError("the model has no Dense layers; pass layers=[fb.Dense(...), ...]")
+        if isinstance(self.layers[-1], Dropout):
+            raise ValueError("the model ends with Dropout; the last layer must be Dense (its output feeds the loss)")
 
     def _ensure_built(self, n_features: int) -> None:
         if self._plan is None:
@@ -239,14 +285,18 @@ class Sequential:
         self._require_layers()
         return check_X(X, self.dtype, self.n_features)
 
-    def _check_y(self, y: object, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
+    def _check_y(self, y: object, n_samples: int, name: str = "y") -> tuple[np.ndarray, np.ndarray]:
         """(yi, yf) for the kernels: labels for cross-entropy, float targets otherwise."""
         k = self.n_outputs
         if self._loss == CROSS_ENTROPY:
             if k < 2:
                 raise ValueError("cross_entropy needs a last layer with at least 2 units (one per class)")
-            return check_labels(y, n_samples, k), np.zeros((0, k), dtype=self.dtype)
-        yf = check_targets(y, n_samples, k, self.dtype, unit_interval=self._loss == BINARY_CROSS_ENTROPY)
+            return check_labels(y, n_samples, k, name=name), np.zeros((0, k), dtype=self.dtype)
+        yf = check_targets(
+            y, n_samples, k, self.dtype, name=name, unit_interval=self._loss == BINARY_CROSS_ENTROPY
+        )  # fmt: skip
+        if self._loss == POISSON and (yf < 0).any():
+            raise ValueError(f"{name} must be >= 0 for the poisson loss (counts or rates)")
         return np.zeros(0, dtype=np.int64), yf
 
     # ------------------------------------------------------------------ training
@@ -265,21 +315,40 @@ class Sequential:
             "xb": np.empty((rows, int(plan.sizes[0])), dtype=dt),
             "ybi": np.zeros(rows if self._loss == CROSS_ENTROPY else 0, dtype=np.int64),
             "ybf": np.zeros((0 if self._loss == CROSS_ENTROPY else rows, k), dtype=dt),
+            "wb": np.zeros(rows, dtype=np.float64),
             "abuf": np.empty(rows * width, dtype=dt),
             "zbuf": np.empty(rows * width if plan.needs_z else 0, dtype=dt),
             "gbuf": np.empty(rows * width, dtype=dt),
             "gpart": np.empty((n_threads, plan.n_params), dtype=dt),
             "lpart": np.zeros(n_threads, dtype=np.float64),
+            "mpart": np.zeros((n_threads, 3), dtype=np.float64),
+            "sq": np.zeros(n_chunks(plan.n_params), dtype=np.float64),
             "coef": np.zeros(N_COEF, dtype=dt),
         }
         self._workspace = ws
         return ws
 
+    def _check_xy(
+        self, X: object, y: object, sample_weight: object, name: str = "", n_features: int | None = None
+    ) -> tuple:  # fmt: skip
+        """(X, yi, yf, sample weights or None) validated for this model (``name``: the
+        argument they came in, e.g. ``validation_data``)."""
+        if name:
+            X = check_X(X, self.dtype, n_features or self.n_features, name=f"{name}[0]")
+        else:
+            X = self._check_X(X)
+        yi, yf = self._check_y(y, X.shape[0], name=f"{name}[1]" if name else "y")
+        sw = check_sample_weight(sample_weight, X.shape[0], f"{name}[2]" if name else "sample_weight")
+        return X, yi, yf, sw
+
     def fit(
         self, X: object, y: object, epochs: int = 1, batch_size: int = 32, shuffle: bool = True,
-        verbose: int = 0,
+        validation_data: tuple | None = None, validation_split: float = 0.0,
+        callbacks: Sequence[Callback] | None = None, verbose: int = 1, sample_weight: object = None,
+        class_weight: dict | None = None, initial_epoch: int = 0,
     ) -> History:  # fmt: skip
-        """Train by mini-batch backpropagation; continues from the current weights.
+        """Train by mini-batch backpropagation; continues from the current weights and
+        optimizer state.
 
         Parameters
         ----------
@@ -288,50 +357,176 @@ class Sequential:
             Integer labels of shape (n_samples,) for ``cross_entropy``; float targets of
             shape (n_samples, k) (or (n_samples,) when k == 1) for the other losses.
         epochs : int, default=1
+            Index of the last epoch + 1, as in Keras: epochs ``initial_epoch .. epochs-1``
+            are trained.
         batch_size : int, default=32
             The last batch of an epoch holds the remainder.
         shuffle : bool, default=True
             Visit the rows in a new seeded random order each epoch (batches are gathered
             by index: the data set is never copied).
-        verbose : int, default=0
-            1 or more prints one line per epoch.
+        validation_data : tuple (X_val, y_val) or (X_val, y_val, sample_weight_val), optional
+            Evaluated after every epoch (``val_loss`` and ``val_`` + each metric).
+        validation_split : float in [0, 1), default=0.0
+            Hold out the *last* fraction of the rows (before shuffling, as Keras does) as
+            validation data. Ignored if ``validation_data`` is given.
+        callbacks : list of Callback, optional
+            See :mod:`fastbp.callbacks` (early stopping, checkpoints, learning-rate
+            changes). Set ``model.stop_training = True`` from one to stop after the epoch.
+        verbose : {0, 1, 2}, default=1
+            0 silent, 1 a live progress bar per epoch, 2 one line per epoch.
+        sample_weight : array-like of shape (n_samples,), optional
+            Non-negative weight of each row. Each batch's loss becomes the weighted mean
+            ``sum(w l) / sum(w)``, so a row of weight 0 contributes nothing.
+        class_weight : dict {class index: weight}, optional
+            For ``cross_entropy`` (and single-output ``binary_cross_entropy``): multiplies
+            the weight of every row of that class; classes not listed weigh 1.
+        initial_epoch : int, default=0
+            Epoch to start counting from (schedules and ``History.epoch`` use it).
 
         Returns
         -------
         History
-            ``history.history["loss"]``: the mean training loss of each epoch, averaged
-            over samples (each batch's mean loss weighted by its size).
+            Also stored as ``model.history``.
+
+        Raises
+        ------
+        TrainingDivergedError
+            If a batch's loss or gradient is NaN or infinite; that batch is not applied.
+
+        Notes
+        -----
+        Epochs run in compiled segments of whole batches (about 0.2 s each), between which
+        Python can act: the progress bar refreshes, and a ``KeyboardInterrupt`` (Ctrl-C)
+        raised during a segment takes effect when it ends. An interrupted ``fit`` leaves
+        the model with the parameters and optimizer state of the last completed step;
+        nothing is half-written.
         """
-        # validate everything before touching the model
-        X = self._check_X(X)
-        yi, yf = self._check_y(y, X.shape[0])
+        # ---- validate everything before touching the model
+        X, yi, yf, sw = self._check_xy(X, y, sample_weight)
         epochs = check_int(epochs, "epochs")
         batch_size = check_int(batch_size, "batch_size")
+        initial_epoch = check_int(initial_epoch, "initial_epoch", minimum=0)
+        if initial_epoch > epochs:
+            raise ValueError(f"initial_epoch ({initial_epoch}) must be <= epochs ({epochs})")
         if not isinstance(shuffle, bool):
             raise TypeError(f"shuffle must be a bool, got {shuffle!r}")
         verbose = check_int(verbose, "verbose", minimum=0)
-
+        callbacks = _check_callbacks(callbacks)
+        if class_weight is not None:
+            if self._loss == CROSS_ENTROPY:
+                labels, n_classes = yi, self.n_outputs
+            elif self._loss == BINARY_CROSS_ENTROPY and self.n_outputs == 1:
+                labels, n_classes = (yf[:, 0] > 0.5).astype(np.int64), 2
+            else:
+                raise ValueError("class_weight needs cross_entropy or single-output binary_cross_entropy")
+            cw = class_weight_rows(class_weight, labels, n_classes)
+            sw = cw if sw is None else sw * cw
+            if not sw.any():
+                raise ValueError("sample_weight * class_weight is all zeros: nothing to learn from")
+        val = None
+        if validation_data is not None:
+            if not isinstance(validation_data, tuple | list) or len(validation_data) not in (2, 3):
+                raise ValueError("validation_data must be a tuple (X_val, y_val) or (X_val, y_val, sample_weight_val)")
+            val = self._check_xy(
+                *validation_data, *([None] * (3 - len(validation_data))), name="validation_data", n_features=X.shape[1]
+            )  # fmt: skip
+        else:
+            n_train = split_validation(X.shape[0], validation_split)
+            if n_train < X.shape[0]:
+                val = _rows(X, yi, yf, sw, n_train, X.shape[0])
+                X, yi, yf, sw = _rows(X, yi, yf, sw, 0, n_train)
         self._ensure_built(X.shape[1])
+
+        # ---- train
+        history = History()
+        self.history = history
+        self.stop_training = False
+        for cb in callbacks:
+            cb.set_model(self)
+        for cb in callbacks:
+            cb.on_train_begin({})
+        for epoch in range(initial_epoch, epochs):
+            for cb in callbacks:
+                cb.on_epoch_begin(epoch, {})
+            logs = self._train_one_epoch(X, yi, yf, sw, epoch, epochs, batch_size, shuffle, verbose, val, history)
+            history.append(epoch, logs)
+            for cb in callbacks:
+                cb.on_epoch_end(epoch, logs)
+            if self.stop_training:
+                break
+        for cb in callbacks:
+            cb.on_train_end(history.history)
+        return history
+
+    def _train_one_epoch(
+        self, X, yi, yf, sw, epoch, epochs, batch_size, shuffle, verbose, val, history
+    ) -> dict[str, float]:  # fmt: skip
         plan = self._plan
+        opt = self.optimizer
         n = X.shape[0]
         rows = min(batch_size, n)
-        hyper = np.array(self.optimizer._hyper(), dtype=np.float64)
-        history = History()
+        n_batches = -(-n // batch_size)
+        lr = opt.lr_at(epoch)
+        hyper = np.array(opt._hyper(epoch), dtype=np.float64)
+        clipnorm = 0.0 if opt.clipnorm is None else float(opt.clipnorm)
+        order = self._rng.permutation(n) if shuffle else np.arange(n)
+        seed = np.uint64(self._rng.integers(2**63)) if plan.drop.shape[0] else np.uint64(0)
+        swk = np.zeros(0) if sw is None else sw
+        acc = np.zeros(5)
+        progress = Progress(verbose, epoch, epochs, n_batches, batch_size, n)
+        logs = None
+        try:
+            with compute_threads() as n_threads:
+                ws = self._workspace_for(rows, n_threads)
+                mpart = ws["mpart"] if self.metrics else ws["mpart"][:0]
+                b = 0
+                seg = self._segment_batches
+                while b < n_batches:
+                    b1 = min(n_batches, b + seg)
+                    t0 = time.perf_counter()
+                    self._step, bad = engine.train_batches(
+                        X, yi, yf, swk, order, b, b1, batch_size, n_threads, _config.MIN_ROWS_PER_BLOCK,
+                        self._theta, *plan.net(), self._loss, plan.drop, seed, opt.code, hyper, clipnorm,
+                        self._step, self._m, self._v, ws["coef"], plan.n_weights, ws["xb"], ws["ybi"], ws["ybf"],
+                        ws["wb"], ws["abuf"], ws["zbuf"], ws["gbuf"], ws["gpart"], ws["lpart"], mpart, ws["sq"], acc,
+                    )  # fmt: skip
+                    if bad >= 0:
+                        raise TrainingDivergedError(epoch, int(bad), history)
+                    # size the next segment to take about SEGMENT_SECONDS
+                    rate = (b1 - b) / max(time.perf_counter() - t0, 1e-6)
+                    seg = max(1, min(4 * (b1 - b), int(rate * _config.SEGMENT_SECONDS)))
+                    self._segment_batches = seg
+                    b = b1
+                    progress.update(b, acc[0] / max(acc[1], 1e-300))
+            logs = {"loss": float(acc[0] / acc[1])}
+            k = self.n_outputs
+            for name in self.metrics:
+                logs[name] = _metric_from_sums(name, acc[2:], acc[1], k, self._loss)
+            if val is not None:
+                logs.update(self._validation_logs(*val))
+            logs["lr"] = float(lr)
+        finally:
+            progress.close(logs)
+        return logs
+
+    def _validation_logs(self, X, yi, yf, sw) -> dict[str, float]:
+        out = self._forward(X, link=False)
+        logs = {"val_loss": self._loss_of(out, yi, yf, sw)}
+        if self.metrics:
+            link_(out, self._loss)
+            for name in self.metrics:
+                logs["val_" + name] = METRICS[name](out, yi, yf, self._loss, sw)
+        return logs
+
+    def _loss_of(self, out: np.ndarray, yi: np.ndarray, yf: np.ndarray, sw: np.ndarray | None) -> float:
+        """Mean loss of raw network outputs ``out`` (weighted by ``sw`` if given)."""
+        n = out.shape[0]
         with compute_threads() as n_threads:
-            ws = self._workspace_for(rows, n_threads)
-            for epoch in range(epochs):
-                order = self._rng.permutation(n) if shuffle else np.arange(n)
-                loss, self._step = engine.train_epoch(
-                    X, yi, yf, order, rows, n_threads, _config.MIN_ROWS_PER_BLOCK, self._theta,
-                    *plan.net(), self._loss, self.optimizer.code, hyper, self._step, self._m,
-                    self._v, ws["coef"], plan.n_weights, ws["xb"], ws["ybi"], ws["ybf"], ws["abuf"],
-                    ws["zbuf"], ws["gbuf"], ws["gpart"], ws["lpart"],
-                )  # fmt: skip
-                history.history["loss"].append(float(loss))
-                history.epoch.append(epoch)
-                if verbose:
-                    print(f"epoch {epoch + 1}/{epochs} - loss: {loss:.6g}")
-        return history
+            nb = engine.n_blocks(n, n_threads, _config.MIN_ROWS_PER_BLOCK)
+            total = engine.loss_sum(out, yi, yf, np.zeros(0) if sw is None else sw, self._loss, nb, np.zeros(nb))
+        weight = float(n if sw is None else sw.sum())
+        count = weight if self._loss == CROSS_ENTROPY else weight * self.n_outputs
+        return float(total / count)
 
     # ------------------------------------------------------------------ inference
     def _forward(self, X: np.ndarray, link: bool) -> np.ndarray:
@@ -358,21 +553,18 @@ class Sequential:
         self._ensure_built(X.shape[1])
         return self._forward(X, link=True)
 
-    def evaluate(self, X: object, y: object) -> float:
-        """Mean loss on (X, y), reduced as in training; no parameter change."""
-        X = self._check_X(X)
-        yi, yf = self._check_y(y, X.shape[0])
+    def evaluate(self, X: object, y: object, sample_weight: object = None) -> float:
+        """Mean loss on (X, y), reduced as in training (weighted by ``sample_weight`` if
+        given); dropout is off and no parameter changes."""
+        X, yi, yf, sw = self._check_xy(X, y, sample_weight)
         self._ensure_built(X.shape[1])
-        out = self._forward(X, link=False)
-        n = X.shape[0]
-        with compute_threads() as n_threads:
-            nb = engine.n_blocks(n, n_threads, _config.MIN_ROWS_PER_BLOCK)
-            total = engine.loss_sum(out, yi, yf, self._loss, nb, np.zeros(nb))
-        count = n if self._loss == CROSS_ENTROPY else n * self.n_outputs
-        return float(total / count)
+        return self._loss_of(self._forward(X, link=False), yi, yf, sw)
 
-    def loss_and_gradients(self, X: object, y: object) -> tuple[float, list[np.ndarray]]:
-        """Mean loss and its gradient on (X, y) as one batch; parameters are unchanged.
+    def loss_and_gradients(
+        self, X: object, y: object, sample_weight: object = None
+    ) -> tuple[float, list[np.ndarray]]:  # fmt: skip
+        """Mean loss and its gradient on (X, y) as one batch; dropout is off and the
+        parameters are unchanged. ``sample_weight`` weights rows as in ``fit``.
 
         Returns
         -------
@@ -380,29 +572,62 @@ class Sequential:
         grads : list of ndarray
             ``[dW0, db0, dW1, db1, ...]``, the same order and shapes as ``get_weights()``.
         """
-        X = self._check_X(X)
-        yi, yf = self._check_y(y, X.shape[0])
+        X, yi, yf, sw = self._check_xy(X, y, sample_weight)
         self._ensure_built(X.shape[1])
         plan = self._plan
         n = X.shape[0]
         width = int(plan.coff[-1])
         dt = self.dtype
         k = self.n_outputs
+        wsum = float(n if sw is None else sw.sum())
         with compute_threads() as n_threads:
             nb = engine.n_blocks(n, n_threads, _config.MIN_ROWS_PER_BLOCK)
             gpart = np.empty((nb, plan.n_params), dtype=dt)
             lpart = np.zeros(nb)
             engine.batch_gradients(
-                X, yi, yf, np.arange(n), self._theta, *plan.net(), self._loss, nb,
-                np.empty_like(X), np.zeros(n if self._loss == CROSS_ENTROPY else 0, dtype=np.int64),
-                np.zeros((0 if self._loss == CROSS_ENTROPY else n, k), dtype=dt),
+                X, yi, yf, np.zeros(0) if sw is None else sw, np.arange(n), wsum, self._theta, *plan.net(),
+                self._loss, np.zeros(0), np.uint64(0), nb, np.empty_like(X),
+                np.zeros(n if self._loss == CROSS_ENTROPY else 0, dtype=np.int64),
+                np.zeros((0 if self._loss == CROSS_ENTROPY else n, k), dtype=dt), np.zeros(n),
                 np.empty(n * width, dtype=dt), np.empty(n * width if plan.needs_z else 0, dtype=dt),
-                np.empty(n * width, dtype=dt), gpart, lpart,
+                np.empty(n * width, dtype=dt), gpart, lpart, np.zeros((0, 3)),
             )  # fmt: skip
             grad = np.empty(plan.n_params, dtype=dt)
             reduce_partials(gpart, nb, grad)
-        count = n if self._loss == CROSS_ENTROPY else n * k
+        count = wsum if self._loss == CROSS_ENTROPY else wsum * k
         return float(lpart.sum() / count), self._unflatten(grad)
+
+    def summary(self, print_fn: Callable[[str], object] | None = print) -> str:
+        """A table of the layers, their output shapes and parameter counts, like Keras'.
+
+        Printed with ``print_fn`` (pass None to only return it).
+        """
+        rows = [("Layer (type)", "Output shape", "Param #")]
+        width = self.n_features
+        total = 0
+        counts = {"Dense": 0, "Dropout": 0}
+        for layer in self.layers:
+            kind = type(layer).__name__
+            counts[kind] += 1
+            name = f"{kind.lower()}_{counts[kind]} ({kind})"
+            if isinstance(layer, Dense):
+                params = None if width is None else (width + 1) * layer.units
+                width = layer.units
+                total += params or 0
+                detail = f"{params:,}" if params is not None else "? (input width unknown)"
+                rows.append((f"{name}, {layer.activation}", f"(None, {width})", detail))
+            else:
+                rows.append((f"{name}, rate {layer.rate:g}", f"(None, {width if width else '?'})", "0"))
+        cols = [max(len(r[i]) for r in rows) + 2 for i in range(3)]
+        rule = "-" * sum(cols)
+        lines = [f"Sequential: loss={self.loss}, optimizer={type(self.optimizer).__name__}, dtype={self.dtype.name}"]
+        lines += [rule, "".join(c.ljust(w) for c, w in zip(rows[0], cols)).rstrip(), "=" * sum(cols)]
+        lines += ["".join(c.ljust(w) for c, w in zip(r, cols)).rstrip() for r in rows[1:]]
+        lines += [rule, f"Total params: {total:,}" + ("" if self.n_features else " (input width unknown)")]
+        text = "\n".join(lines)
+        if print_fn is not None:
+            print_fn(text)
+        return text
 
     # ------------------------------------------------------------------ files
     def save(self, path: str | os.PathLike) -> None:
@@ -436,7 +661,7 @@ class Sequential:
         self._require_layers()
         if isinstance(weights, str | bytes | np.ndarray) or not isinstance(weights, Sequence):
             raise TypeError(f"weights must be a list of arrays, got {type(weights).__name__}")
-        L = len(self.layers)
+        L = len(self.dense_layers)
         if len(weights) != 2 * L:
             raise ValueError(f"weights must hold {2 * L} arrays (W and b for {L} layers), got {len(weights)}")
         arrays = [np.asarray(w) for w in weights]
@@ -445,7 +670,7 @@ class Sequential:
             if arrays[0].ndim != 2:
                 raise ValueError(f"weights[0] must be 2-D (n_in, n_out), got shape {arrays[0].shape}")
             n_features = arrays[0].shape[0]
-        sizes = [n_features] + [layer.units for layer in self.layers]
+        sizes = [n_features] + [layer.units for layer in self.dense_layers]
         checked = []
         for i, arr in enumerate(arrays):
             l = i // 2
@@ -461,3 +686,33 @@ class Sequential:
         self._ensure_built(n_features)
         for dst, src in zip(self._unflatten(self._theta), checked):
             dst[...] = src
+
+
+def _rows(X, yi, yf, sw, lo: int, hi: int) -> tuple:
+    """Rows lo:hi of (X, yi, yf, sw): views, no copies (empty label arrays stay empty)."""
+    return (
+        X[lo:hi],
+        yi[lo:hi] if yi.shape[0] else yi,
+        yf[lo:hi] if yf.shape[0] else yf,
+        None if sw is None else sw[lo:hi],
+    )
+
+
+def _metric_from_sums(name: str, sums: np.ndarray, weight: float, k: int, loss: int) -> float:
+    """A training metric from the kernel's weighted sums (see ``losses.metric_sums_``)."""
+    if name == "accuracy":
+        return float(sums[0] / (weight if loss == CROSS_ENTROPY else weight * k))
+    return float(sums[1 if name == "mae" else 2] / (weight * k))
+
+
+def _check_callbacks(callbacks: object) -> list[Callback]:
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, Callback):
+        return [callbacks]
+    if isinstance(callbacks, str) or not isinstance(callbacks, Sequence):
+        raise TypeError(f"callbacks must be a list of Callback, got {type(callbacks).__name__}")
+    for cb in callbacks:
+        if not isinstance(cb, Callback):
+            raise TypeError(f"callbacks must be Callback instances, got {type(cb).__name__}: {cb!r}")
+    return list(callbacks)

@@ -208,11 +208,19 @@ def huber(a, y):
     return float(per.mean()), np.clip(r, -HUBER_DELTA, HUBER_DELTA) / a.size
 
 
+def poisson(a, y):
+    """Mean over all n*k of exp(a) - y a (Poisson negative log-likelihood with a log link,
+    without the terms in y alone); dL/da = (exp(a) - y) / (n k)."""
+    a, y = _f64(a), _f64(y)
+    return float((np.exp(a) - y * a).mean()), (np.exp(a) - y) / a.size
+
+
 LOSSES = {
     "cross_entropy": cross_entropy,
     "binary_cross_entropy": binary_cross_entropy,
     "mse": mse,
     "huber": huber,
+    "poisson": poisson,
 }
 
 #: The output link each loss applies in ``predict``.
@@ -221,6 +229,7 @@ LINKS = {
     "binary_cross_entropy": sigmoid,
     "mse": identity,
     "huber": identity,
+    "poisson": np.exp,
 }
 
 

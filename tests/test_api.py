@@ -19,6 +19,8 @@ def _data(n=50, d=4, k=3, loss="cross_entropy", seed=0):
         y = rng.integers(0, k, n)
     elif loss == "binary_cross_entropy":
         y = (rng.random((n, k)) > 0.5).astype(np.float32)
+    elif loss == "poisson":
+        y = rng.poisson(2.0, (n, k)).astype(np.float32)
     else:
         y = rng.standard_normal((n, k)).astype(np.float32)
     return X, y
@@ -55,6 +57,7 @@ def test_predict_shapes_and_links(loss):
         "cross_entropy": np.exp(raw - raw.max(1, keepdims=True))
         / np.exp(raw - raw.max(1, keepdims=True)).sum(1, keepdims=True),
         "binary_cross_entropy": 1 / (1 + np.exp(-raw)),
+        "poisson": np.exp(raw),
     }.get(loss, raw)
     np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-5)
 
@@ -228,7 +231,7 @@ def test_accepts_lists_float64_and_non_contiguous_input():
         (lambda: fb.Sequential([fb.Dense(3)], loss="mse", optimizer="lbfgs"), ValueError, "unknown optimizer"),
         (lambda: fb.Sequential([fb.Dense(3)], loss="mse", optimizer=3), TypeError, "optimizer must be"),
         (lambda: fb.Sequential([fb.Dense(3)], loss="mse", dtype="float16"), ValueError, "dtype"),
-        (lambda: fb.Sequential(["dense"], loss="mse"), TypeError, "Dense instances"),
+        (lambda: fb.Sequential(["dense"], loss="mse"), TypeError, "Dense or Dropout instances"),
         (lambda: fb.Sequential([fb.Dense(3)], loss="mse", seed=-1), ValueError, "seed"),
         (lambda: fb.SGD(lr=0), ValueError, "lr must be in"),
         (lambda: fb.SGD(lr=float("nan")), ValueError, "lr"),
@@ -255,7 +258,7 @@ def test_cross_entropy_needs_two_units():
 
 
 def test_empty_model_errors():
-    with pytest.raises(ValueError, match="no layers"):
+    with pytest.raises(ValueError, match="no Dense layers"):
         fb.Sequential(loss="mse").fit(np.zeros((4, 2)), np.zeros(4))
 
 
@@ -316,8 +319,11 @@ def test_threads_setting_restored_and_numba_untouched():
 
 def test_optimizer_names_and_defaults():
     assert isinstance(fb.Sequential([fb.Dense(2)], loss="mse").optimizer, fb.Adam)
-    assert fb.Adam().get_config() == {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0}
+    assert fb.Adam().get_config() == {
+        "lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0, "clipnorm": None
+    }  # fmt: skip
     assert fb.AdamW().weight_decay == 0.01
-    assert fb.SGD().get_config() == {"lr": 0.01, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0}
+    sgd = {"lr": 0.01, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0, "clipnorm": None}
+    assert fb.SGD().get_config() == sgd
     for name, cls in [("sgd", fb.SGD), ("adamw", fb.AdamW), ("rmsprop", fb.RMSprop)]:
         assert type(fb.Sequential([fb.Dense(2)], loss="mse", optimizer=name).optimizer) is cls

@@ -69,6 +69,8 @@ def make_problem(act, loss, dtype, rng, n_rows=30):
     elif loss == "binary_cross_entropy":
         y = rng.uniform(0.0, 1.0, (n_rows, k))
         y[: n_rows // 2] = np.round(y[: n_rows // 2])  # hard 0/1 targets and soft ones
+    elif loss == "poisson":
+        y = rng.poisson(2.0, (n_rows, k)).astype(float)  # counts
     else:
         y = 1.5 * rng.standard_normal((n_rows, k))  # huber: residuals on both sides of delta
     return model, X.astype(dtype), y

@@ -33,6 +33,8 @@ TOL_ACC = {np.float32: {"rtol": 1e-5, "atol": 1e-5}, np.float64: {"rtol": 1e-12,
 
 ACT_NAMES = sorted(fastbp.ACTIVATIONS)
 LOSS_NAMES = sorted(fastbp.LOSSES)
+#: An empty sample-weight array: every row weighs 1.
+NO_WEIGHTS = np.zeros(0)
 
 
 @pytest.fixture
@@ -234,6 +236,8 @@ def _targets(loss, rng, n, k, dtype):
         y[0, :] = 0.0
         y[1, :] = 1.0
         return y.astype(dtype)
+    if loss == "poisson":
+        return rng.poisson(3.0, (n, k)).astype(dtype)
     return (2.0 * rng.standard_normal((n, k))).astype(dtype)
 
 
@@ -264,7 +268,7 @@ def test_loss_grad(loss, alias, dtype, rng):
     g = a if alias else np.full_like(a, np.nan)
     yi, yf = _kernel_targets(loss, y, k, dtype)
     scale = 1.0 / _count(loss, n, k)  # a Python float, as the engine's 1.0 / B
-    total = loss_grad(a, yi, yf, LOSS_CODES[loss], scale, g)
+    total = loss_grad(a, yi, yf, NO_WEIGHTS, LOSS_CODES[loss], scale, g)
 
     assert total / _count(loss, n, k) == pytest.approx(expected_loss, rel=TOL[dtype]["rtol"])
     assert_allclose(g, expected_g, **TOL[dtype])
@@ -278,7 +282,7 @@ def test_loss_value(loss, dtype, rng):
     y = _targets(loss, rng, n, k, dtype)
     yi, yf = _kernel_targets(loss, y, k, dtype)
     a_before = a.copy()
-    total = loss_value(a, yi, yf, LOSS_CODES[loss])
+    total = loss_value(a, yi, yf, NO_WEIGHTS, LOSS_CODES[loss])
     assert total / _count(loss, n, k) == pytest.approx(ref.LOSSES[loss](a, y)[0], rel=TOL[dtype]["rtol"])
     assert_array_equal(a, a_before)
 
@@ -309,21 +313,49 @@ def _extreme_outputs(loss):
     return a, y, n, k
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("loss", LOSS_NAMES)
+def test_loss_grad_sample_weights(loss, dtype, rng):
+    """Weighted loss = sum(w l) / sum(w); rows of weight 0 contribute exactly nothing."""
+    n, k = 12, 3
+    a = (2.0 * rng.standard_normal((n, k))).astype(dtype)
+    y = _targets(loss, rng, n, k, dtype)
+    w = rng.uniform(0.5, 2.0, n)
+    w[[1, 4, 5]] = 0.0
+    yi, yf = _kernel_targets(loss, y, k, dtype)
+    W = w.sum()
+    count = W if LOSS_CODES[loss] == CROSS_ENTROPY else W * k
+    g = np.empty_like(a)
+    total = loss_grad(a.copy(), yi, yf, w, LOSS_CODES[loss], 1.0 / count, g)
+    # twin: each row's loss and gradient alone, then the weighted mean
+    per_row = [ref.LOSSES[loss](a[i : i + 1], y[i : i + 1]) for i in range(n)]
+    expected = sum(w[i] * v for i, (v, _) in enumerate(per_row)) / W
+    expected_g = np.stack([w[i] * gr[0] / W for i, (_, gr) in enumerate(per_row)])
+    assert total / count == pytest.approx(expected, rel=TOL[dtype]["rtol"])
+    assert_allclose(g, expected_g, **TOL[dtype])
+    assert not g[[1, 4, 5]].any()
+    assert loss_value(a, yi, yf, w, LOSS_CODES[loss]) / count == pytest.approx(expected, rel=TOL[dtype]["rtol"])
+
+
+@pytest.mark.parametrize("loss", [name for name in LOSS_NAMES if name != "poisson"])
 def test_loss_extremes_float32(loss):
-    """|a| up to 1e4 in float32: no overflow, no log(0); values still match the twin."""
+    """|a| up to 1e4 in float32: no overflow, no log(0); values still match the twin.
+
+    (Poisson's link is exp, which overflows float32 past 88.7 by its nature: see
+    ``test_poisson_large_outputs``.)
+    """
     a0, y, n, k = _extreme_outputs(loss)
     yi, yf = _kernel_targets(loss, y, k, np.float32)
     expected_loss, expected_g = ref.LOSSES[loss](a0, y)
     count = _count(loss, n, k)
 
     g = np.empty_like(a0)
-    total = loss_grad(a0.copy(), yi, yf, LOSS_CODES[loss], 1.0 / count, g)
+    total = loss_grad(a0.copy(), yi, yf, NO_WEIGHTS, LOSS_CODES[loss], 1.0 / count, g)
     assert np.isfinite(total) and np.isfinite(g).all()
     assert total / count == pytest.approx(expected_loss, rel=1e-6)
     assert_allclose(g, expected_g, rtol=1e-6, atol=1e-7)
 
-    total = loss_value(a0.copy(), yi, yf, LOSS_CODES[loss])
+    total = loss_value(a0.copy(), yi, yf, NO_WEIGHTS, LOSS_CODES[loss])
     assert np.isfinite(total)
     assert total / count == pytest.approx(expected_loss, rel=1e-6)
 
@@ -331,6 +363,19 @@ def test_loss_extremes_float32(loss):
     link_(p, LOSS_CODES[loss])
     assert np.isfinite(p).all()
     assert_allclose(p, ref.LINKS[loss](a0), rtol=1e-6, atol=1e-7)
+
+
+def test_poisson_large_outputs():
+    """Poisson in float32 with log-rates up to 80 (exp(80) ~ 5.5e34 < float32 max): finite,
+    and matching the twin."""
+    a0 = np.array([[80.0, -80.0], [0.0, 40.0], [-1e4, 1.0]], dtype=np.float32)
+    y = np.array([[0.0, 5.0], [3.0, 0.0], [2.0, 1.0]], dtype=np.float32)
+    expected_loss, expected_g = ref.LOSSES["poisson"](a0, y)
+    g = np.empty_like(a0)
+    total = loss_grad(a0.copy(), np.zeros(0, np.int64), y, NO_WEIGHTS, LOSS_CODES["poisson"], 1.0 / a0.size, g)
+    assert np.isfinite(total) and np.isfinite(g).all()
+    assert total / a0.size == pytest.approx(expected_loss, rel=1e-6)
+    assert_allclose(g, expected_g, rtol=1e-6)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -29,8 +29,9 @@ from numba import njit, prange
 from .._config import PARALLEL, SERIAL
 from .activations import GELU, SILU
 from .dense import dense_backward, dense_forward
-from .losses import CROSS_ENTROPY, link_, loss_grad, loss_value
-from .optim import optimizer_update_
+from .dropout import dropout_backward_, dropout_forward_, step_key
+from .losses import CROSS_ENTROPY, link_, loss_grad, loss_value, metric_sums_
+from .optim import optimizer_update_, scale_, sum_partials_sq
 
 
 @njit(**SERIAL)
@@ -51,28 +52,39 @@ def _needs_z(act):
 
 
 @njit(**SERIAL)
-def _forward_rows(x, r0, r1, theta, sizes, acts, woff, boff, coff, R, abuf, zbuf):
-    """Push rows r0:r1 of ``x`` through every layer into rows r0:r1 of the buffers."""
+def _forward_rows(x, r0, r1, theta, sizes, acts, woff, boff, coff, R, abuf, zbuf, drop, key):
+    """Push rows r0:r1 of ``x`` through every layer into rows r0:r1 of the buffers.
+
+    ``drop`` holds the dropout rate of each slot (slot ``l + 1`` is layer ``l``'s output),
+    or is empty for inference; ``key`` seeds the masks (see ``dropout.py``).
+    """
     inp = x[r0:r1]
-    for l in range(acts.shape[0]):
+    L = acts.shape[0]
+    for l in range(L):
         a = _region(abuf, R, coff, sizes, l)[r0:r1]
         z = _region(zbuf, R, coff, sizes, l)[r0:r1] if _needs_z(acts[l]) else a
         b = theta[boff[l] : boff[l] + sizes[l + 1]]
         dense_forward(inp, _weights(theta, sizes, woff, l), b, acts[l], z, a)
+        if drop.shape[0] > 0 and drop[l + 1] > 0:
+            dropout_forward_(a, r0, l + 1, L + 1, key, drop[l + 1])
         inp = a
 
 
 @njit(**SERIAL)
-def _backward_rows(x, r0, r1, theta, sizes, acts, woff, boff, coff, R, abuf, zbuf, gbuf, dtheta):
+def _backward_rows(x, r0, r1, theta, sizes, acts, woff, boff, coff, R, abuf, zbuf, gbuf, dtheta, drop, key):
     """Backward pass over rows r0:r1; ``gbuf``'s last region holds dL/da of the output.
 
     Writes this block's gradient of every parameter into ``dtheta`` (laid out as theta).
+    ``drop``/``key`` as in :func:`_forward_rows`: the masks are recomputed, not stored.
     """
     L = acts.shape[0]
     for l in range(L - 1, -1, -1):
         a = _region(abuf, R, coff, sizes, l)[r0:r1]
         z = _region(zbuf, R, coff, sizes, l)[r0:r1] if _needs_z(acts[l]) else a
         g = _region(gbuf, R, coff, sizes, l)[r0:r1]
+        if drop.shape[0] > 0 and drop[l + 1] > 0:
+            # layer l+1 has already used the masked output as its input; unmask for f'
+            dropout_backward_(g, a, r0, l + 1, L + 1, key, drop[l + 1])
         inp = x[r0:r1] if l == 0 else _region(abuf, R, coff, sizes, l - 1)[r0:r1]
         dx = g if l == 0 else _region(gbuf, R, coff, sizes, l - 1)[r0:r1]
         n_out = sizes[l + 1]
@@ -98,39 +110,51 @@ def n_blocks(n_rows, n_threads, min_rows):
 
 @njit(**SERIAL)
 def block_gradients_(
-    t, nb, X, yi, yf, rows, theta, sizes, acts, woff, boff, coff, loss,
-    xb, ybi, ybf, abuf, zbuf, gbuf, gpart, lpart,
+    t, nb, X, yi, yf, sw, rows, wsum, theta, sizes, acts, woff, boff, coff, loss, drop, key,
+    xb, ybi, ybf, wb, abuf, zbuf, gbuf, gpart, lpart, mpart,
 ):  # fmt: skip
     """Block ``t`` of ``nb`` of the batch ``X[rows]``: forward + loss + backward (one thread).
 
-    Gathers the block's rows (and targets) into ``xb``/``ybi``/``ybf``, so shuffling never
-    copies the data set, then writes the block's partial gradient into ``gpart[t]`` and
-    its loss sum into ``lpart[t]``. Buffers have R = ``xb.shape[0]`` >= len(rows) rows.
+    Gathers the block's rows (targets, sample weights) into ``xb``/``ybi``/``ybf``/``wb``,
+    so shuffling never copies the data set, then writes the block's partial gradient into
+    ``gpart[t]`` and its weighted loss sum into ``lpart[t]``. ``wsum`` is the batch's total
+    sample weight (its row count when ``sw`` is empty). With a non-empty ``mpart`` the
+    block's metric sums go to ``mpart[t]`` (see ``losses.metric_sums_``). Buffers have
+    R = ``xb.shape[0]`` >= len(rows) rows.
     """
     B = rows.shape[0]
     R = xb.shape[0]
     k = sizes[sizes.shape[0] - 1]
     L = acts.shape[0]
-    scale = 1.0 / B if loss == CROSS_ENTROPY else 1.0 / (B * k)
+    scale = 1.0 / wsum if loss == CROSS_ENTROPY else 1.0 / (wsum * k)
     r0 = t * B // nb
     r1 = (t + 1) * B // nb
+    weighted = sw.shape[0] > 0
     for r in range(r0, r1):
         xb[r, :] = X[rows[r]]
         if loss == CROSS_ENTROPY:
             ybi[r] = yi[rows[r]]
         else:
             ybf[r, :] = yf[rows[r]]
-    _forward_rows(xb, r0, r1, theta, sizes, acts, woff, boff, coff, R, abuf, zbuf)
+        if weighted:
+            wb[r] = sw[rows[r]]
+    if drop.shape[0] > 0 and drop[0] > 0:
+        dropout_forward_(xb[r0:r1], r0, np.int64(0), L + 1, key, drop[0])
+    _forward_rows(xb, r0, r1, theta, sizes, acts, woff, boff, coff, R, abuf, zbuf, drop, key)
     out = _region(abuf, R, coff, sizes, L - 1)[r0:r1]
     gout = _region(gbuf, R, coff, sizes, L - 1)[r0:r1]
-    lpart[t] = loss_grad(out, ybi[r0:r1], ybf[r0:r1], loss, scale, gout)
-    _backward_rows(xb, r0, r1, theta, sizes, acts, woff, boff, coff, R, abuf, zbuf, gbuf, gpart[t])
+    wblk = wb[r0:r1] if weighted else wb[:0]
+    if mpart.shape[0] > 0:
+        mpart[t, :] = 0.0
+        metric_sums_(out, ybi[r0:r1], ybf[r0:r1], wblk, loss, mpart[t])
+    lpart[t] = loss_grad(out, ybi[r0:r1], ybf[r0:r1], wblk, loss, scale, gout)
+    _backward_rows(xb, r0, r1, theta, sizes, acts, woff, boff, coff, R, abuf, zbuf, gbuf, gpart[t], drop, key)
 
 
 @njit(**PARALLEL)
 def batch_gradients(
-    X, yi, yf, rows, theta, sizes, acts, woff, boff, coff, loss, nb,
-    xb, ybi, ybf, abuf, zbuf, gbuf, gpart, lpart,
+    X, yi, yf, sw, rows, wsum, theta, sizes, acts, woff, boff, coff, loss, drop, key, nb,
+    xb, ybi, ybf, wb, abuf, zbuf, gbuf, gpart, lpart, mpart,
 ):  # fmt: skip
     """Forward + loss + backward for the batch ``X[rows]``, split into ``nb`` row blocks,
     one per thread (see :func:`block_gradients_`)."""
@@ -138,42 +162,75 @@ def batch_gradients(
         # np.int64: the prange index is unsigned in the parallel body, which would compile a
         # second specialisation of the helper
         block_gradients_(
-            np.int64(t), nb, X, yi, yf, rows, theta, sizes, acts, woff, boff, coff, loss,
-            xb, ybi, ybf, abuf, zbuf, gbuf, gpart, lpart,
+            np.int64(t), nb, X, yi, yf, sw, rows, wsum, theta, sizes, acts, woff, boff, coff, loss, drop,
+            key, xb, ybi, ybf, wb, abuf, zbuf, gbuf, gpart, lpart, mpart,
         )  # fmt: skip
 
 
 @njit(**SERIAL)
-def train_epoch(
-    X, yi, yf, order, batch_size, n_threads, min_rows, theta, sizes, acts, woff, boff, coff,
-    loss, opt, hyper, step, m, v, coef, n_decay, xb, ybi, ybf, abuf, zbuf, gbuf, gpart, lpart,
+def train_batches(
+    X, yi, yf, sw, order, b0, b1, batch_size, n_threads, min_rows, theta, sizes, acts, woff, boff,
+    coff, loss, drop, seed, opt, hyper, clipnorm, step, m, v, coef, n_decay, xb, ybi, ybf, wb, abuf,
+    zbuf, gbuf, gpart, lpart, mpart, sq, acc,
 ):  # fmt: skip
-    """One epoch of mini-batch training over ``X[order]``, all in compiled code.
+    """Batches ``b0 .. b1-1`` of an epoch over ``X[order]``, all in compiled code.
 
-    Returns ``(mean_loss, step)``: the mean over samples of each batch's mean loss, and
-    the optimizer step count after the epoch. The loop over batches is serial; each batch
-    runs two parallel regions (gradients, then the update). They stay separate parallel
-    functions: written inline here, the two ``prange`` loops made the first compile of this
-    function take 25 s instead of 15 s.
+    Each batch: one parallel region for forward + loss + backward (:func:`batch_gradients`),
+    one that sums the per-thread partial gradients and their squared norm
+    (``optim.sum_partials_sq``), a check that the loss and the gradient are finite, the
+    clipping of the gradient to global norm ``clipnorm`` (when > 0), and the optimizer
+    update. ``seed`` (uint64) seeds the epoch's dropout masks.
+
+    Adds to ``acc`` (float64): [0] weighted loss sum, [1] total weight, [2:5] metric sums
+    (when ``mpart`` is non-empty). Returns ``(step, bad)``: the optimizer step count after
+    the last update, and -1, or the index of the first batch whose loss or gradient was not
+    finite. That batch is not applied, and training stops there, so the parameters and
+    optimizer state are those after the last finite step.
+
+    The loop over batches is serial. The parallel regions stay separate functions: written
+    inline here, ``prange`` loops made the first compile of this function much slower.
     """
     N = order.shape[0]
     k = sizes[sizes.shape[0] - 1]
-    total = 0.0
-    for s in range(0, N, batch_size):
+    weighted = sw.shape[0] > 0
+    for bi in range(b0, b1):
+        s = bi * batch_size
         e = min(N, s + batch_size)
+        rows = order[s:e]
         B = e - s
+        wsum = 0.0
+        if weighted:
+            for r in range(B):
+                wsum += sw[rows[r]]
+            if wsum == 0.0:
+                continue  # every row has weight 0: nothing to learn, no step
+        else:
+            wsum = float(B)
         nb = n_blocks(B, n_threads, min_rows)
+        key = step_key(seed, step + 1)
         batch_gradients(
-            X, yi, yf, order[s:e], theta, sizes, acts, woff, boff, coff, loss, nb,
-            xb, ybi, ybf, abuf, zbuf, gbuf, gpart, lpart,
+            X, yi, yf, sw, rows, wsum, theta, sizes, acts, woff, boff, coff, loss, drop, key, nb,
+            xb, ybi, ybf, wb, abuf, zbuf, gbuf, gpart, lpart, mpart,
         )  # fmt: skip
-        step += 1
-        optimizer_update_(theta, gpart, nb, n_decay, opt, hyper, step, m, v, coef)
         lsum = 0.0
         for t in range(nb):
             lsum += lpart[t]
-        total += lsum if loss == CROSS_ENTROPY else lsum / k
-    return total / N, step
+        gsq = sum_partials_sq(gpart, nb, sq)
+        if not (np.isfinite(lsum) and np.isfinite(gsq)):
+            return step, bi
+        if clipnorm > 0:
+            norm = np.sqrt(gsq)
+            if norm > clipnorm:
+                scale_(gpart[0], clipnorm / (norm + 1e-6))
+        step += 1
+        optimizer_update_(theta, gpart, 1, n_decay, opt, hyper, step, m, v, coef)
+        acc[0] += lsum if loss == CROSS_ENTROPY else lsum / k
+        acc[1] += wsum
+        if mpart.shape[0] > 0:
+            for t in range(nb):
+                for j in range(3):
+                    acc[2 + j] += mpart[t, j]
+    return step, np.int64(-1)
 
 
 @njit(**PARALLEL)
@@ -188,6 +245,8 @@ def forward(X, theta, sizes, acts, woff, boff, coff, nb, chunk, abuf, zbuf, link
     N = X.shape[0]
     L = acts.shape[0]
     C = coff[L]
+    nodrop = np.zeros(0)
+    key = np.uint64(0)
     for t in prange(nb):
         r0 = t * N // nb
         r1 = (t + 1) * N // nb
@@ -196,7 +255,7 @@ def forward(X, theta, sizes, acts, woff, boff, coff, nb, chunk, abuf, zbuf, link
         for s in range(r0, r1, chunk):
             e = min(r1, s + chunk)
             # np.int64(0), not 0: a literal argument would compile a second specialisation
-            _forward_rows(X[s:e], np.int64(0), e - s, theta, sizes, acts, woff, boff, coff, chunk, at, zt)
+            _forward_rows(X[s:e], np.int64(0), e - s, theta, sizes, acts, woff, boff, coff, chunk, at, zt, nodrop, key)
             o = out[s:e]
             o[:, :] = _region(at, chunk, coff, sizes, L - 1)[: e - s]
             if link:
@@ -204,16 +263,18 @@ def forward(X, theta, sizes, acts, woff, boff, coff, nb, chunk, abuf, zbuf, link
 
 
 @njit(**PARALLEL)
-def loss_sum(out, yi, yf, loss, nb, lpart):
-    """Sum of per-sample (cross-entropy) or per-element losses of ``out``, ``nb`` blocks."""
+def loss_sum(out, yi, yf, sw, loss, nb, lpart):
+    """Weighted sum of per-sample (cross-entropy) or per-element losses of ``out``, ``nb``
+    blocks; ``sw`` holds sample weights, or is empty (weight 1)."""
     N = out.shape[0]
     for t in prange(nb):
         r0 = t * N // nb
         r1 = (t + 1) * N // nb
+        swt = sw[r0:r1] if sw.shape[0] > 0 else sw
         if loss == CROSS_ENTROPY:
-            lpart[t] = loss_value(out[r0:r1], yi[r0:r1], yf, loss)
+            lpart[t] = loss_value(out[r0:r1], yi[r0:r1], yf, swt, loss)
         else:
-            lpart[t] = loss_value(out[r0:r1], yi, yf[r0:r1], loss)
+            lpart[t] = loss_value(out[r0:r1], yi, yf[r0:r1], swt, loss)
     total = 0.0
     for t in range(nb):
         total += lpart[t]

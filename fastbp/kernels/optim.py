@@ -198,6 +198,34 @@ def reduce_partials(gpart, nparts, out):
 
 
 @njit(**PARALLEL)
+def sum_partials_sq(gpart, nparts, sq):
+    """Sum the partials into ``gpart[0]`` (in row order, as the update would) and return the
+    squared L2 norm of the sum, accumulated in float64. Parallel over chunks; ``sq`` (float64,
+    one element per chunk) receives each chunk's share."""
+    P = gpart.shape[1]
+    for c in prange(n_chunks(P)):
+        lo = c * CHUNK
+        hi = min(P, lo + CHUNK)
+        _sum_partials_(gpart, nparts, lo, hi)
+        g = gpart[0, lo:hi]
+        acc = 0.0
+        for i in range(hi - lo):
+            acc += float(g[i]) * float(g[i])
+        sq[c] = acc
+    total = 0.0
+    for c in range(n_chunks(P)):
+        total += sq[c]
+    return total
+
+
+@njit(**SERIAL)
+def scale_(g, factor):
+    """g *= factor, in place (gradient clipping)."""
+    for i in range(g.shape[0]):
+        g[i] = g[i] * factor
+
+
+@njit(**PARALLEL)
 def optimizer_update_(theta, gpart, nparts, n_decay, opt, hyper, step, m, v, coef):
     """One optimizer step on ``theta`` from partial gradients. Parallel over chunks.
 

@@ -1,0 +1,111 @@
+"""Inverted dropout with a counter-based random mask.
+
+A unit is kept with probability ``1 - rate`` and its kept value scaled by
+``1 / (1 - rate)``, so the expected activation is unchanged and inference needs no
+rescaling (inverted dropout; Srivastava et al., "Dropout: A Simple Way to Prevent Neural
+Networks from Overfitting", JMLR 2014).
+
+The mask is not drawn from a stateful generator: it is a hash of (step key, batch row,
+slot, unit). ``key`` changes every optimizer step (see :func:`step_key`); ``slot`` 0 is
+the network's input and slot ``l + 1`` the output of layer ``l``. So every thread can
+compute any part of the mask independently, the backward pass recomputes it instead of
+storing it, and the result does not depend on how the batch is split into row blocks:
+training with dropout gives the same bits for a given seed whatever the thread count
+(up to the usual summation-order differences of the gradient).
+
+The hash is SplitMix64's output function (Steele, Lea & Flood, "Fast splittable
+pseudorandom number generators", OOPSLA 2014) applied to ``key + counter * golden``, which
+is exactly the SplitMix64 sequence started at ``key``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from .._config import SERIAL
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_S30 = np.uint64(30)
+_S27 = np.uint64(27)
+_S31 = np.uint64(31)
+_S11 = np.uint64(11)
+_S32 = np.uint64(32)
+#: 2**53: a 53-bit uniform integer compared with rate * 2**53.
+_TWO53 = 9007199254740992.0
+
+
+@njit(**SERIAL)
+def _mix(z):
+    z = (z ^ (z >> _S30)) * _M1
+    z = (z ^ (z >> _S27)) * _M2
+    return z ^ (z >> _S31)
+
+
+@njit(**SERIAL)
+def step_key(seed, step):
+    """The mask key of optimizer step ``step`` for an epoch seeded with ``seed`` (uint64)."""
+    return _mix(seed + np.uint64(step) * _GOLDEN)
+
+
+@njit(**SERIAL)
+def _threshold(rate):
+    return np.uint64(rate * _TWO53)
+
+
+@njit(**SERIAL)
+def _row_base(key, row, slot, n_slots):
+    return key + (np.uint64(row * n_slots + slot) << _S32) * _GOLDEN
+
+
+@njit(**SERIAL)
+def _kept(base, j, thr):
+    return (_mix(base + np.uint64(j) * _GOLDEN) >> _S11) >= thr
+
+
+@njit(**SERIAL)
+def dropout_forward_(v, row0, slot, n_slots, key, rate):
+    """In place: ``v[i, j] = v[i, j] / (1 - rate)`` if kept, else 0.
+
+    ``v`` holds batch rows ``row0 .. row0 + len(v)`` of slot ``slot``.
+    """
+    thr = _threshold(rate)
+    s = 1.0 / (1.0 - rate)
+    for i in range(v.shape[0]):
+        base = _row_base(key, row0 + i, slot, n_slots)
+        vi = v[i]
+        for j in range(vi.shape[0]):
+            vi[j] = vi[j] * s if _kept(base, j, thr) else 0.0
+
+
+@njit(**SERIAL)
+def dropout_backward_(g, a, row0, slot, n_slots, key, rate):
+    """Undo the mask of :func:`dropout_forward_` for the backward pass, in place.
+
+    ``g`` holds dL/d(masked a) on entry and dL/da on exit (``g / (1 - rate)`` where the
+    unit was kept, 0 where it was dropped); the stored masked output ``a`` is scaled back
+    by ``1 - rate`` so the activation derivative can be computed from it (dropped units
+    stay 0, where ``g`` is 0 anyway).
+    """
+    thr = _threshold(rate)
+    s = 1.0 / (1.0 - rate)
+    keep = 1.0 - rate
+    for i in range(g.shape[0]):
+        base = _row_base(key, row0 + i, slot, n_slots)
+        gi = g[i]
+        ai = a[i]
+        for j in range(gi.shape[0]):
+            if _kept(base, j, thr):
+                gi[j] = gi[j] * s
+                ai[j] = ai[j] * keep
+            else:
+                gi[j] = 0.0
+
+
+def keep_mask(n_rows: int, n_units: int, slot: int, n_slots: int, key: int, rate: float) -> np.ndarray:
+    """The boolean keep-mask :func:`dropout_forward_` applies (for tests and tracing)."""
+    v = np.ones((n_rows, n_units))
+    dropout_forward_(v, np.int64(0), np.int64(slot), np.int64(n_slots), np.uint64(key), float(rate))
+    return v != 0
