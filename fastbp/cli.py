@@ -1,16 +1,23 @@
 """The ``fastbp`` command-line tool (also ``python -m fastbp``).
 
-One subcommand per job; today only ``bench``::
+One subcommand per job::
 
-    fastbp bench                                  # every workload, default rows, 3 timed repeats
-    fastbp bench --quick                          # smoke run: a few thousand rows, 1 repeat
-    fastbp bench --workloads tabular_small,infer_mnist --threads 1 --json out.json
-    fastbp bench --peers torch,jax --plot ratios.png
+    fastbp train data.csv --target species --hidden 64,32 --epochs 20 --out model.fbp
+    fastbp predict model.fbp new.csv --out preds.csv [--proba]
+    fastbp info model.fbp
+    fastbp bench [--quick] [--workloads A,B] [--threads N] [--json out.json] [--peers torch,jax]
+
+``train`` reads a CSV (a header row; numeric feature columns; the target may be text for
+classification) or an ``.npz`` holding arrays ``X`` and ``y``, trains an MLP and saves it
+with its class labels and column names (see :mod:`fastbp.io`). ``predict`` streams its input
+in chunks and writes one CSV row per input row as it goes. ``info`` describes a model file.
 
 :func:`main` takes the arguments (default ``sys.argv[1:]``) and returns the exit status:
-0 on success (and for ``--help``), 1 when a benchmark check failed (fastbp and NumPy
-disagree, or an implementation raised), 2 for a usage error (unknown workload, bad count,
-``--plot`` without matplotlib).
+0 on success (and for ``--help``), 1 when a command failed (a missing or malformed file, a
+non-numeric feature, training diverged) or a benchmark check failed, 2 for a usage error
+(unknown option, bad value, unknown workload, ``--plot`` without matplotlib). Errors are
+one line on stderr starting with ``fastbp: error:`` (``fastbp bench: error:`` for bench),
+never a traceback; set ``FASTBP_DEBUG=1`` to see the traceback of an unexpected error.
 
 Examples
 --------
@@ -18,16 +25,43 @@ Examples
 >>> args = build_parser().parse_args(["bench", "--quick", "--workloads", "tabular_small"])
 >>> args.command, args.quick, args.workloads, args.repeats
 ('bench', True, 'tabular_small', None)
+>>> args = build_parser().parse_args(["train", "iris.csv", "--target", "species", "--hidden", "16,8"])
+>>> args.hidden, args.epochs, args.task, args.validation_split
+([16, 8], 20, 'auto', 0.1)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import csv
+import io
+import math
+import os
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 PROG = "fastbp"
+#: Rows read, predicted and written at a time by ``fastbp predict``.
+PREDICT_CHUNK_ROWS = 65536
+#: ``--task auto``: an integer or text target with at most this many distinct values is a class label.
+MAX_AUTO_CLASSES = 50
+
+
+class CLIError(Exception):
+    """A user-facing failure: printed as one ``fastbp: error:`` line, exit status 1."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors as one line (``fastbp: error: ...``) instead of the usage text."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{PROG}: error: {message} (see '{self.prog} --help')\n")
 
 
 def _positive_int(text: str) -> int:
@@ -98,13 +132,566 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_bench)
 
 
+# ---------------------------------------------------------------------------------- argument types
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _int_list(text: str) -> list[int]:
+    """``"256,128"`` -> ``[256, 128]``; ``""`` or ``"none"``: no hidden layer."""
+    if text.strip().lower() in ("", "none"):
+        return []
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected layer sizes such as 256,128, got {text!r}") from None
+    if any(n < 1 for n in sizes):
+        raise argparse.ArgumentTypeError(f"layer sizes must be positive, got {text!r}")
+    return sizes
+
+
+def _names(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"expected comma-separated column names, got {text!r}")
+    return names
+
+
+# ---------------------------------------------------------------------------------- data files
+@dataclass
+class _Data:
+    """Features (float, the model's dtype) and raw targets read from a CSV or an npz."""
+
+    X: np.ndarray
+    y: np.ndarray | None  # (n,) or (n, t): numbers, or text labels from a CSV
+    feature_names: list[str] | None
+    target_names: list[str] | None
+
+
+def _kind(path: str) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix not in (".csv", ".npz"):
+        raise CLIError(f"{path}: expected a .csv or .npz file, got {suffix or 'no suffix'!r}")
+    if not Path(path).is_file():
+        raise CLIError(f"{path}: no such file")
+    return suffix[1:]
+
+
+class _CSV:
+    """A CSV file read row by row: the header, then chunks of rows with their line numbers."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._file = open(path, newline="", encoding="utf-8-sig")  # noqa: SIM115 (closed by close())
+        self._reader = csv.reader(self._file)
+        try:
+            header = next(self._reader, None)
+        except (csv.Error, UnicodeDecodeError) as exc:
+            self.close()
+            raise CLIError(f"{path}: not a readable CSV file ({exc})") from None
+        if not header or not any(h.strip() for h in header):
+            self.close()
+            raise CLIError(f"{path}: empty file; expected a header row of column names")
+        self.header = [h.strip() for h in header]
+        seen = set()
+        for name in self.header:
+            if not name:
+                self.close()
+                raise CLIError(f"{path}: the header has an empty column name")
+            if name in seen:
+                self.close()
+                raise CLIError(f"{path}: the header names column {name!r} twice")
+            seen.add(name)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> _CSV:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def columns(self, names: Sequence[str], what: str) -> list[int]:
+        missing = [n for n in names if n not in self.header]
+        if missing:
+            raise CLIError(f"{self.path}: no column named {missing[0]!r} ({what}); columns are: "
+                           f"{', '.join(self.header)}")  # fmt: skip
+        return [self.header.index(n) for n in names]
+
+    def chunks(self, rows: int) -> Iterator[tuple[list[list[str]], list[int]]]:
+        """Chunks of up to ``rows`` rows (blank lines skipped) and their line numbers."""
+        width = len(self.header)
+        chunk: list[list[str]] = []
+        lines: list[int] = []
+        try:
+            for row in self._reader:
+                if not row or (len(row) == 1 and not row[0].strip()):
+                    continue
+                line = self._reader.line_num
+                if len(row) != width:
+                    raise CLIError(f"{self.path}, line {line}: {len(row)} fields, but the header has {width}")
+                chunk.append(row)
+                lines.append(line)
+                if len(chunk) == rows:
+                    yield chunk, lines
+                    chunk, lines = [], []
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise CLIError(f"{self.path}, line {self._reader.line_num}: not readable CSV ({exc})") from None
+        if chunk:
+            yield chunk, lines
+
+    def numbers(self, rows: list[list[str]], lines: list[int], cols: list[int], dtype: np.dtype) -> np.ndarray:
+        """The given columns of ``rows`` as a finite float array; errors name the cell."""
+        cells = [[row[c] for c in cols] for row in rows]
+        try:
+            arr = np.array(cells, dtype=np.float64).reshape(len(rows), len(cols))
+        except ValueError:
+            arr = None
+        if arr is None or not np.isfinite(arr).all():
+            for r, row in enumerate(cells):
+                for j, cell in enumerate(row):
+                    try:
+                        ok = math.isfinite(float(cell))
+                    except ValueError:
+                        ok = False
+                    if not ok:
+                        name = self.header[cols[j]]
+                        what = "an empty value" if not cell.strip() else f"{cell!r}, not a finite number"
+                        raise CLIError(f"{self.path}, line {lines[r]}: column {name!r} has {what}")
+        return arr.astype(dtype, copy=False)
+
+
+def _read_npz(path: str, dtype: np.dtype, need_y: bool) -> _Data:
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            names = set(f.files)
+            for key in ("X", "y") if need_y else ("X",):
+                if key not in names:
+                    raise CLIError(f"{path}: no array named {key!r} (it holds {sorted(names)}); expected X and y")
+            X = f["X"]
+            y = f["y"] if "y" in names else None
+    except CLIError:
+        raise
+    except (ValueError, OSError, EOFError) as exc:  # not a zip, pickled object arrays, truncated
+        raise CLIError(f"{path}: not a readable .npz file ({exc})") from None
+    if X.ndim != 2 or X.dtype.kind not in "biuf" or X.shape[0] == 0 or X.shape[1] == 0:
+        raise CLIError(f"{path}: X must be a non-empty 2-D numeric array, got {X.dtype} of shape {X.shape}")
+    X = X.astype(dtype)
+    if not np.isfinite(X).all():
+        raise CLIError(f"{path}: X contains NaN or infinity")
+    if y is not None and need_y:
+        if y.ndim not in (1, 2) or y.shape[0] != X.shape[0] or y.dtype.kind not in "biufUS":
+            raise CLIError(f"{path}: y must be numbers or text of shape ({X.shape[0]},) or ({X.shape[0]}, k), "
+                           f"got {y.dtype} of shape {y.shape}")  # fmt: skip
+    return _Data(X=X, y=y, feature_names=None, target_names=None)
+
+
+def _read_training_data(path: str, target: list[str] | None, dtype: np.dtype) -> _Data:
+    if _kind(path) == "npz":
+        return _read_npz(path, dtype, need_y=True)
+    if not target:
+        raise CLIError("--target is required for CSV input: the name of the column to predict")
+    with _CSV(path) as table:
+        t_cols = table.columns(target, "--target")
+        f_cols = [c for c in range(len(table.header)) if c not in t_cols]
+        if not f_cols:
+            raise CLIError(f"{path}: no feature columns besides the target")
+        X_parts, y_parts = [], []
+        for rows, lines in table.chunks(PREDICT_CHUNK_ROWS):
+            X_parts.append(table.numbers(rows, lines, f_cols, dtype))
+            y_parts.append(np.array([[row[c].strip() for c in t_cols] for row in rows], dtype=str))
+    if not X_parts:
+        raise CLIError(f"{path}: no data rows after the header")
+    y = np.concatenate(y_parts)
+    return _Data(X=np.concatenate(X_parts), y=y[:, 0] if len(t_cols) == 1 else y,
+                 feature_names=[table.header[c] for c in f_cols], target_names=list(target))  # fmt: skip
+
+
+def _as_numbers(y: np.ndarray) -> np.ndarray | None:
+    """``y`` as float64 if every value is a finite number (text parsed), else None."""
+    if y.dtype.kind in "biuf":
+        return y.astype(np.float64)
+    try:
+        out = y.astype(np.float64)
+    except ValueError:
+        return None
+    return out if np.isfinite(out).all() else None
+
+
+def _prepare_targets(data: _Data, task: str, path: str) -> tuple[str, np.ndarray, list | None]:
+    """(task, y for fit, class labels or None), with ``--task auto`` resolved."""
+    y = data.y
+    numbers = _as_numbers(y)
+    integral = numbers is not None and bool(np.all(numbers == np.round(numbers)))
+    if task == "auto":
+        if y.ndim == 2:
+            task = "regression"
+        else:
+            n_distinct = len(np.unique(y if numbers is None else numbers))
+            if (integral or numbers is None) and n_distinct <= MAX_AUTO_CLASSES:
+                task = "classification"
+            elif numbers is None:
+                raise CLIError(f"{path}: the target is text with {n_distinct} distinct values (more than "
+                               f"{MAX_AUTO_CLASSES}); pass --task classification to train a classifier")  # fmt: skip
+            else:
+                task = "regression"
+    if task == "regression":
+        if numbers is None:
+            raise CLIError(f"{path}: --task regression needs numeric targets, but the target holds text "
+                           f"(for example {_first_text(y)!r})")  # fmt: skip
+        return task, numbers, None
+    if y.ndim == 2:
+        raise CLIError(f"{path}: classification needs one target column, got {y.shape[1]}")
+    labels = y if numbers is None else (numbers.astype(np.int64) if integral else numbers)
+    classes, codes = np.unique(labels, return_inverse=True)
+    if len(classes) < 2:
+        raise CLIError(f"{path}: classification needs at least 2 classes, the target has only {classes.tolist()}")
+    return task, codes.astype(np.int64), classes.tolist()
+
+
+def _first_text(y: np.ndarray) -> str:
+    for value in y.ravel():
+        try:
+            float(value)
+        except ValueError:
+            return str(value)
+    return str(y.ravel()[0])
+
+
+@dataclass
+class _Threads:
+    """``--threads``: set for the command, restored after."""
+
+    n: int | None
+
+    def __post_init__(self) -> None:  # check now, before any file is read
+        from . import get_num_threads, set_num_threads
+
+        saved = get_num_threads()
+        try:
+            if self.n is not None:
+                set_num_threads(self.n)
+        except ValueError as exc:
+            raise CLIError(f"--threads: {exc}") from None
+        finally:
+            set_num_threads(saved)
+
+    def __enter__(self) -> None:
+        from . import get_num_threads, set_num_threads
+
+        self._saved = get_num_threads()
+        if self.n is not None:
+            set_num_threads(self.n)
+
+    def __exit__(self, *exc: object) -> None:
+        from . import set_num_threads
+
+        set_num_threads(self._saved)
+
+
+def _check_out_dir(path: str, option: str) -> None:
+    folder = Path(path).resolve().parent
+    if not folder.is_dir():
+        raise CLIError(f"{option}: no such directory for {path!r}")
+
+
+# ---------------------------------------------------------------------------------- train
+def _add_train(subparsers: argparse._SubParsersAction) -> None:
+    from .kernels.activations import ACTIVATIONS
+
+    p = subparsers.add_parser(
+        "train", help="train an MLP on a CSV or .npz file and save it",
+        description=(
+            "Train a multilayer perceptron on DATA (a CSV with a header row and numeric feature columns, "
+            "or an .npz with arrays X and y) and save it, with its class labels and column names, to --out. "
+            "Prints the loss of each epoch and the final metrics."
+        ),
+    )  # fmt: skip
+    p.add_argument("data", metavar="DATA", help="training data: .csv (with --target) or .npz (arrays X, y)")
+    p.add_argument("--target", type=_names, default=None, metavar="COL",
+                   help="CSV column(s) to predict (comma-separated for several regression targets); "
+                        "every other column is a feature")  # fmt: skip
+    p.add_argument("--out", default="model.fbp", metavar="PATH", help="model file to write (default: model.fbp)")
+    p.add_argument("--task", choices=("auto", "classification", "regression"), default="auto",
+                   help="auto (default): an integer or text target with at most "
+                        f"{MAX_AUTO_CLASSES} distinct values is classification, anything else regression")  # fmt: skip
+    p.add_argument("--hidden", type=_int_list, default=[64], metavar="N,N",
+                   help="hidden layer sizes, e.g. 256,128 (default: 64; 'none' for no hidden layer)")  # fmt: skip
+    p.add_argument("--activation", choices=sorted(ACTIVATIONS), default="relu", help="hidden activation (default relu)")
+    p.add_argument("--loss", choices=("mse", "huber", "poisson"), default="mse",
+                   help="regression loss (default mse); classification always uses cross_entropy")  # fmt: skip
+    p.add_argument("--epochs", type=_positive_int, default=20, metavar="N", help="training epochs (default 20)")
+    p.add_argument("--batch-size", type=_positive_int, default=32, metavar="N", help="batch size (default 32)")
+    p.add_argument("--optimizer", choices=("sgd", "adam", "adamw", "rmsprop"), default="adam",
+                   help="optimizer, default settings except --lr (default adam)")  # fmt: skip
+    p.add_argument("--lr", type=_positive_float, default=None, help="learning rate (default: the optimizer's)")
+    p.add_argument("--seed", type=int, default=0, help="seed for initialisation, shuffling and the split (default 0)")
+    p.add_argument("--validation-split", type=_fraction, default=0.1, metavar="F",
+                   help="fraction of rows, drawn at random, held out (default 0.1; 0: none)")  # fmt: skip
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="default float32")
+    p.add_argument("--threads", type=_positive_int, default=None, metavar="N", help="fastbp threads (default: all)")
+    p.add_argument("--quiet", action="store_true", help="print only the final metrics, not every epoch")
+    p.set_defaults(func=_cmd_train)
+
+
+def _split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train rows, validation rows), a seeded random split."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = 0 if fraction == 0 else max(1, round(n * fraction))
+    if n - n_val < 1:
+        raise CLIError(f"--validation-split {fraction} leaves no training rows out of {n}")
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def _scores(model, X: np.ndarray, y: np.ndarray, classifier: bool) -> dict[str, float]:
+    scores = {"loss": model.evaluate(X, y)}
+    if classifier:
+        scores["accuracy"] = float(np.mean(model.predict(X).argmax(axis=1) == y))
+    return scores
+
+
+def _fmt_scores(scores: dict[str, float], prefix: str = "") -> str:
+    return " - ".join(f"{prefix}{k}: {v:.4f}" for k, v in scores.items())
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    import fastbp as fb
+
+    from .io import save_model
+    from .optimizers import get_optimizer
+
+    _check_out_dir(args.out, "--out")
+    threads = _Threads(args.threads)
+    dtype = np.dtype(args.dtype)
+    data = _read_training_data(args.data, args.target, dtype)
+    task, y, classes = _prepare_targets(data, args.task, args.data)
+    classifier = task == "classification"
+    if classifier:
+        loss, k = "cross_entropy", len(classes)
+    else:
+        loss, k = args.loss, 1 if y.ndim == 1 else y.shape[1]
+        if loss == "poisson" and "poisson" not in fb.LOSSES:
+            raise CLIError("--loss poisson needs a fastbp with the poisson loss")
+        if loss == "poisson" and (y < 0).any():
+            raise CLIError(f"{args.data}: --loss poisson needs targets >= 0")
+    train_rows, val_rows = _split(len(y), args.validation_split, args.seed)
+    X_train, y_train, X_val, y_val = data.X[train_rows], y[train_rows], data.X[val_rows], y[val_rows]
+
+    optimizer = get_optimizer(args.optimizer)
+    if args.lr is not None:
+        optimizer = type(optimizer)(**{**optimizer.get_config(), "lr": args.lr})
+    layers = [fb.Dense(units, activation=args.activation) for units in args.hidden] + [fb.Dense(k)]
+    model = fb.Sequential(layers, loss=loss, optimizer=optimizer, seed=args.seed, dtype=dtype)
+    kind = f"{len(classes)}-class classification" if classifier else f"regression ({loss}, {k} output(s))"
+    print(f"training on {len(y_train)} rows x {data.X.shape[1]} features ({len(y_val)} held out): {kind}, "
+          f"layers {' -> '.join(str(n) for n in [data.X.shape[1], *args.hidden, k])}")  # fmt: skip
+
+    with threads:
+        start = time.perf_counter()
+        for epoch in range(args.epochs):
+            # one epoch per call: fit continues from the same weights, optimizer state and generator
+            try:
+                history = model.fit(X_train, y_train, epochs=1, batch_size=args.batch_size, verbose=0)
+            except getattr(fb, "TrainingDivergedError", ()) as exc:  # newer fastbp stops a diverging fit
+                raise CLIError(f"training diverged at epoch {epoch + 1} ({exc}); try a smaller --lr. "
+                               "Nothing was saved.") from None  # fmt: skip
+            loss_value = history.history["loss"][-1]
+            if not math.isfinite(loss_value):
+                raise CLIError(f"training diverged at epoch {epoch + 1} (loss {loss_value}); try a smaller --lr. "
+                               "Nothing was saved.")  # fmt: skip
+            if not args.quiet:
+                line = f"epoch {epoch + 1}/{args.epochs} - loss: {loss_value:.4f}"
+                if len(y_val):
+                    line += " - " + _fmt_scores(_scores(model, X_val, y_val, classifier), "val_")
+                print(f"{line} - {time.perf_counter() - start:.1f}s", flush=True)
+        final = _fmt_scores(_scores(model, X_train, y_train, classifier))
+        if len(y_val):
+            final += " - " + _fmt_scores(_scores(model, X_val, y_val, classifier), "val_")
+    print(f"final: {final}")
+    extra = {
+        "task": task,
+        "classes": classes,
+        "feature_names": data.feature_names,
+        "target_names": data.target_names,
+        "trained_on": os.path.basename(args.data),
+    }
+    save_model(model, args.out, extra=extra)
+    print(f"wrote {args.out} ({model.count_params()} parameters)")
+    return 0
+
+
+# ---------------------------------------------------------------------------------- predict
+def _add_predict(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "predict", help="predict with a saved model, streaming a CSV or .npz to a CSV",
+        description=(
+            "Predict every row of DATA (a CSV with the model's feature columns, by name when the model was "
+            "trained by 'fastbp train', or an .npz with an array X) and write one CSV row per input row: the "
+            "predicted class label for a classifier (and the class probabilities with --proba), the outputs "
+            "otherwise. The input is read and written in chunks, so it may be larger than memory."
+        ),
+    )  # fmt: skip
+    p.add_argument("model", metavar="MODEL", help="model file written by 'fastbp train' or Sequential.save")
+    p.add_argument("data", metavar="DATA", help="rows to predict: .csv or .npz (array X)")
+    p.add_argument("--out", default=None, metavar="PATH", help="CSV file to write (default: standard output)")
+    p.add_argument("--proba", action="store_true", help="classifiers: also write one probability column per class")
+    p.add_argument("--threads", type=_positive_int, default=None, metavar="N", help="fastbp threads (default: all)")
+    p.set_defaults(func=_cmd_predict)
+
+
+def _load_model(path: str):
+    from .io import read_model
+
+    if not Path(path).is_file():
+        raise CLIError(f"{path}: no such model file")
+    return read_model(path)
+
+
+def _output_columns(model, extra: dict, proba: bool) -> tuple[bool, list, list[str]]:
+    """(is a classifier, class labels, header)."""
+    k = model.n_outputs
+    targets = extra.get("target_names")
+    if model.loss == "cross_entropy":
+        classes = extra.get("classes")
+        if not isinstance(classes, list) or len(classes) != k:
+            classes = list(range(k))
+        name = targets[0] if isinstance(targets, list) and len(targets) == 1 else "prediction"
+        return True, classes, [str(name)] + ([f"proba_{c}" for c in classes] if proba else [])
+    if isinstance(targets, list) and len(targets) == k:
+        return False, [], [str(t) for t in targets]
+    return False, [], ["prediction"] if k == 1 else [f"output_{j}" for j in range(k)]
+
+
+def _feature_chunks(path: str, model, feature_names: list | None) -> Iterator[np.ndarray]:
+    """The model's features from DATA, ``PREDICT_CHUNK_ROWS`` rows at a time."""
+    n_features = model.n_features
+    if _kind(path) == "npz":
+        X = _read_npz(path, model.dtype, need_y=False).X
+        if X.shape[1] != n_features:
+            raise CLIError(f"{path}: X has {X.shape[1]} columns, but the model expects {n_features} features")
+        for start in range(0, X.shape[0], PREDICT_CHUNK_ROWS):
+            yield X[start : start + PREDICT_CHUNK_ROWS]
+        return
+    with _CSV(path) as table:
+        if isinstance(feature_names, list) and len(feature_names) == n_features:
+            cols = table.columns([str(n) for n in feature_names], "a feature the model was trained on")
+        elif len(table.header) == n_features:
+            cols = list(range(n_features))
+        else:
+            raise CLIError(f"{path}: the model records no feature names, so DATA must have exactly its "
+                           f"{n_features} feature columns; it has {len(table.header)}")  # fmt: skip
+        for rows, lines in table.chunks(PREDICT_CHUNK_ROWS):
+            yield table.numbers(rows, lines, cols, model.dtype)
+
+
+def _format_numbers(values: np.ndarray) -> list[list[str]]:
+    """Shortest text that reads back to the same float32/float64 value."""
+    if values.dtype == np.float32:  # str of a NumPy float32 is its shortest round-trip text
+        return [[str(v) for v in row] for row in values]
+    return [[repr(v) for v in row] for row in values.tolist()]
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .io import atomic_write
+
+    threads = _Threads(args.threads)
+    model_file = _load_model(args.model)
+    model = model_file.model
+    if not model.built:
+        raise CLIError(f"{args.model}: the model was never trained (it has no weights)")
+    _kind(args.data)
+    if args.out is not None:
+        _check_out_dir(args.out, "--out")
+    classifier, classes, header = _output_columns(model, model_file.extra, args.proba)
+    labels = np.array([str(c) for c in classes], dtype=object)
+
+    def write_all(text: io.TextIOBase) -> int:
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow(header)
+        n = 0
+        with threads:
+            for X in _feature_chunks(args.data, model, model_file.extra.get("feature_names")):
+                out = model.predict(X)
+                if classifier:
+                    rows = labels[out.argmax(axis=1)].reshape(-1, 1).tolist()
+                    if args.proba:
+                        rows = [r + p for r, p in zip(rows, _format_numbers(out))]
+                else:
+                    rows = _format_numbers(out)
+                writer.writerows(rows)
+                n += len(rows)
+        return n
+
+    if args.out is None:
+        write_all(sys.stdout)
+        return 0
+    with atomic_write(args.out) as raw:  # a failure halfway leaves no partial file
+        text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+        n = write_all(text)
+        text.flush()
+        text.detach()
+    print(f"wrote {n} predictions to {args.out}", file=sys.stderr)
+    return 0
+
+
+# ---------------------------------------------------------------------------------- info
+def _add_info(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("info", help="describe a model file",
+                              description="Print a model file's architecture, loss, optimizer, dtype, parameter "
+                                          "count, format version and the extra data saved with it.")  # fmt: skip
+    p.add_argument("model", metavar="MODEL", help="model file (.fbp)")
+    p.set_defaults(func=_cmd_info)
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    import json
+
+    model_file = _load_model(args.model)
+    model, meta = model_file.model, model_file.meta
+    print(f"model file: {args.model} (format {meta['format']} version {meta['format_version']}, "
+          f"written by fastbp {meta['fastbp_version']})")  # fmt: skip
+    n_in = "?" if model.n_features is None else model.n_features
+    print(f"architecture: {n_in} inputs -> {model.n_outputs} outputs, {len(model.layers)} layers")
+    for i, layer in enumerate(model.layers):
+        print(f"  ({i}) {layer!r}")
+    print(f"loss: {model.loss}")
+    print(f"optimizer: {model.optimizer!r}")
+    print(f"dtype: {model.dtype.name}")
+    print(f"parameters: {model.count_params()}" + ("" if model.built else " (not built: no weights yet)"))
+    print(f"optimizer steps: {meta['step']}")
+    print(f"seed: {model.seed}")
+    for key, value in model_file.extra.items():
+        print(f"extra.{key}: {json.dumps(value, ensure_ascii=False)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``fastbp`` argument parser, one subparser per command."""
     from . import __version__
 
-    parser = argparse.ArgumentParser(prog=PROG, description="fastbp: MLPs trained by backpropagation, fast, on CPU.")
+    parser = _Parser(prog=PROG, description="fastbp: MLPs trained by backpropagation, fast, on CPU.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_train(subparsers)
+    _add_predict(subparsers)
+    _add_info(subparsers)
     _add_bench(subparsers)
     return parser
 
@@ -155,3 +742,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `fastbp predict ... | head`: the reader left, which is not an error
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 1
+    except Exception as exc:  # one line, never a traceback
+        if os.environ.get("FASTBP_DEBUG"):
+            raise
+        print(f"{PROG}: error: {_describe(exc)}", file=sys.stderr)
+        return 1
+
+
+def _describe(exc: Exception) -> str:
+    from .io import ModelFileError
+
+    if isinstance(exc, CLIError | ModelFileError):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.filename}: {exc.strerror or exc}"
+    if isinstance(exc, ValueError | TypeError | OSError):
+        return str(exc)
+    return f"unexpected {type(exc).__name__}: {exc} (set FASTBP_DEBUG=1 for the traceback)"

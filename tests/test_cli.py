@@ -1,5 +1,6 @@
 """The ``fastbp`` command line: ``fastbp bench`` runs, reports, checks its answers, and fails
-clearly on bad requests.
+clearly on bad requests; ``train``/``predict``/``info`` round-trip CSV and npz data through a
+model file, and every error is one ``fastbp: error:`` line.
 
 The benchmark itself runs once per module (``--quick`` on two small workloads: a few
 seconds with a warm Numba cache); the other tests either reuse its JSON or stop before
@@ -18,9 +19,11 @@ import numpy as np
 import pytest
 
 import fastbp as fb
+from fastbp import cli
 from fastbp.bench import runner
 from fastbp.bench.numpy_mlp import NumpyMLP
 from fastbp.cli import main
+from fastbp.io import load, read_model
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ["bench", "--quick", "--workloads", "tabular_small,infer_mnist"]
@@ -201,3 +204,246 @@ def test_installed_peer_computes_the_same_losses(peer):
     for wid, rec in report["workloads"].items():
         assert rec["ok"], (wid, rec["errors"])
         assert rec["impls"][peer]["status"] == "ok" and rec["impls"][peer]["samples_per_s"] > 0
+
+
+# ---------------------------------------------------------------------------------- train / predict / info
+SPECIES = np.array(["setosa", "versicolor", "virginica"])
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[object]]) -> Path:
+    import csv
+
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def blobs(n: int = 300, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    centres = np.array([[0, 0, 0, 0], [3, 0, 0, 1], [0, 3, 1, 0]])
+    return rng.normal(size=(n, 4)) + centres[y], y
+
+
+@pytest.fixture(scope="module")
+def species(tmp_path_factory) -> dict:
+    """A 3-class CSV with a text target between the features, and the model trained on it."""
+    folder = tmp_path_factory.mktemp("species")
+    X, y = blobs()
+    rows = [[a, b, SPECIES[t], c, d] for (a, b, c, d), t in zip(X.tolist(), y)]
+    data = write_csv(folder / "train.csv", ["a", "b", "species", "c", "d"], rows)
+    model_path = folder / "model.fbp"
+    out = io.StringIO()
+    old_stdout, sys.stdout = sys.stdout, out
+    try:
+        status = main(["train", str(data), "--target", "species", "--hidden", "16", "--epochs", "20", "--lr", "0.01",
+                       "--out", str(model_path)])  # fmt: skip
+    finally:
+        sys.stdout = old_stdout
+    return {"status": status, "stdout": out.getvalue(), "data": data, "model": model_path, "X": X, "y": y,
+            "folder": folder}  # fmt: skip
+
+
+def read_rows(path: Path) -> list[list[str]]:
+    import csv
+
+    with open(path, newline="") as f:
+        return list(csv.reader(f))
+
+
+def test_train_classifier_from_csv(species):
+    assert species["status"] == 0, species["stdout"]
+    lines = species["stdout"].splitlines()
+    assert lines[0].startswith("training on 270 rows x 4 features (30 held out): 3-class classification")
+    assert sum(line.startswith("epoch ") for line in lines) == 20 and "val_accuracy" in lines[1]
+    final = next(line for line in lines if line.startswith("final: "))
+    scores = dict(part.split(": ") for part in final[len("final: "):].split(" - "))
+    assert float(scores["accuracy"]) >= 0.9 and float(scores["val_accuracy"]) >= 0.85
+    mf = read_model(species["model"])
+    assert mf.extra["classes"] == ["setosa", "versicolor", "virginica"] and mf.extra["task"] == "classification"
+    assert mf.extra["feature_names"] == ["a", "b", "c", "d"] and mf.extra["target_names"] == ["species"]
+    model = mf.model
+    assert model.loss == "cross_entropy" and [layer.units for layer in model] == [16, 3]
+    assert model[0].activation == "relu" and model.optimizer.get_config()["lr"] == 0.01
+    # the held-out rows are a seeded random 10 %: the whole set scores about as well
+    acc = np.mean(model.predict(species["X"]).argmax(axis=1) == species["y"])
+    assert acc >= 0.9
+
+
+def test_predict_labels_and_probabilities(species, tmp_path):
+    out = tmp_path / "preds.csv"
+    assert main(["predict", str(species["model"]), str(species["data"]), "--out", str(out), "--proba"]) == 0
+    rows = read_rows(out)
+    assert rows[0] == ["species", "proba_setosa", "proba_versicolor", "proba_virginica"]
+    assert len(rows) == 301
+    model = load(species["model"])
+    proba = model.predict(species["X"])
+    assert [r[0] for r in rows[1:]] == SPECIES[proba.argmax(axis=1)].tolist()
+    written = np.array([[np.float32(v) for v in r[1:]] for r in rows[1:]])
+    np.testing.assert_array_equal(written, proba)  # shortest float32 text reads back exactly
+    np.testing.assert_allclose(written.sum(axis=1), 1, rtol=1e-5)
+
+
+def test_predict_selects_features_by_name_and_streams_in_chunks(species, tmp_path, monkeypatch, capsys):
+    """Columns in another order, no target column, an extra column: same predictions; tiny
+    chunks (7 rows) give the same output as one chunk."""
+    X = species["X"]
+    rows = [[d, "ignored", b, c, a] for a, b, c, d in X.tolist()]
+    data = write_csv(tmp_path / "new.csv", ["d", "note", "b", "c", "a"], rows)
+    assert main(["predict", str(species["model"]), str(data)]) == 0  # to stdout
+    whole = capsys.readouterr().out
+    monkeypatch.setattr(cli, "PREDICT_CHUNK_ROWS", 7)
+    out = tmp_path / "preds.csv"
+    assert main(["predict", str(species["model"]), str(data), "--out", str(out)]) == 0
+    assert out.read_text() == whole
+    assert capsys.readouterr().err == f"wrote 300 predictions to {out}\n"
+    expected = SPECIES[load(species["model"]).predict(X).argmax(axis=1)]
+    assert whole.splitlines() == ["species", *expected]
+
+
+def test_regression_from_npz_with_several_targets(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(200, 3))
+    Y = np.column_stack([X @ [1.0, -2.0, 0.5], np.sin(X[:, 0])])
+    data = tmp_path / "reg.npz"
+    np.savez(data, X=X, y=Y)
+    model_path = tmp_path / "reg.fbp"
+    assert main(["train", str(data), "--hidden", "32", "--activation", "tanh", "--epochs", "30", "--lr", "0.01",
+                 "--validation-split", "0", "--dtype", "float64", "--loss", "huber", "--out", str(model_path),
+                 "--quiet"]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "regression (huber, 2 output(s))" in printed and "epoch " not in printed and "val_" not in printed
+    model = load(model_path)
+    assert model.loss == "huber" and model.dtype == np.float64 and model.n_outputs == 2
+    assert model.evaluate(X, Y) < 0.05
+    out = tmp_path / "preds.csv"
+    assert main(["predict", str(model_path), str(data), "--out", str(out)]) == 0
+    rows = read_rows(out)
+    assert rows[0] == ["output_0", "output_1"]
+    np.testing.assert_array_equal(np.array(rows[1:], dtype=np.float64), model.predict(X))  # repr: exact
+
+
+@pytest.mark.parametrize(("task", "expected"), [("auto", "cross_entropy"), ("regression", "mse")])
+def test_integer_target_task(tmp_path, task, expected):
+    X, y = blobs(60)
+    data = write_csv(tmp_path / "d.csv", ["x0", "x1", "x2", "x3", "label"],
+                     [[*x, int(t) + 1] for x, t in zip(X.tolist(), y)])  # fmt: skip
+    out = tmp_path / "m.fbp"
+    assert main(["train", str(data), "--target", "label", "--task", task, "--epochs", "1", "--quiet",
+                 "--out", str(out)]) == 0  # fmt: skip
+    mf = read_model(out)
+    assert mf.model.loss == expected
+    assert mf.extra["classes"] == ([1, 2, 3] if task == "auto" else None)
+
+
+def test_info(species, capsys):
+    assert main(["info", str(species["model"])]) == 0
+    out = capsys.readouterr().out
+    assert "format fastbp-model version 1" in out and "(0) Dense(4 → 16, relu)" in out
+    assert "loss: cross_entropy" in out and "dtype: float32" in out
+    assert f"parameters: {4 * 16 + 16 + 16 * 3 + 3}" in out and "optimizer: Adam(lr=0.01" in out
+    assert 'extra.classes: ["setosa", "versicolor", "virginica"]' in out
+
+
+def bad_inputs(folder: Path) -> dict[str, Path]:
+    X, y = blobs(20)
+    rows = [[*x, SPECIES[t]] for x, t in zip(X.tolist(), y)]
+    header = ["a", "b", "c", "d", "species"]
+    files = {"model_txt": folder / "model.fbp"}
+    files["model_txt"].write_text("not a model")
+    bad = [r[:] for r in rows]
+    bad[1][1] = "abc"
+    files["non_numeric"] = write_csv(folder / "non_numeric.csv", header, bad)
+    empty = [r[:] for r in rows]
+    empty[4][2] = ""
+    files["empty_cell"] = write_csv(folder / "empty_cell.csv", header, empty)
+    files["ragged"] = write_csv(folder / "ragged.csv", header, [*rows[:3], rows[3][:4], *rows[4:]])
+    files["many_classes"] = write_csv(folder / "many.csv", ["a", "name"], [[i, f"n{i}"] for i in range(60)])
+    files["no_c"] = write_csv(folder / "no_c.csv", ["a", "b", "d"], [r[:2] + r[3:4] for r in rows])
+    files["txt"] = folder / "data.txt"
+    files["txt"].write_text("a,b\n1,2\n")
+    files["header_only"] = write_csv(folder / "header_only.csv", header, [])
+    np.savez(folder / "wide.npz", X=np.zeros((3, 7)))
+    return files
+
+
+@pytest.mark.parametrize(
+    ("argv", "message", "status"),
+    [
+        (["train", "{d}/missing.csv", "--target", "y"], "{d}/missing.csv: no such file", 1),
+        (["train", "{non_numeric}"], "--target is required for CSV input", 1),
+        (["train", "{non_numeric}", "--target", "kind"],
+         "no column named 'kind' (--target); columns are: a, b, c, d, species", 1),
+        (["train", "{non_numeric}", "--target", "species"],
+         "non_numeric.csv, line 3: column 'b' has 'abc', not a finite number", 1),
+        (["train", "{empty_cell}", "--target", "species"], "empty_cell.csv, line 6: column 'c' has an empty value", 1),
+        (["train", "{ragged}", "--target", "species"], "ragged.csv, line 5: 4 fields, but the header has 5", 1),
+        (["train", "{header_only}", "--target", "species"], "header_only.csv: no data rows after the header", 1),
+        (["train", "{many_classes}", "--target", "name"], "the target is text with 60 distinct values", 1),
+        (["train", "{many_classes}", "--target", "name", "--task", "regression"],
+         "--task regression needs numeric targets, but the target holds text (for example 'n0')", 1),
+        (["train", "{txt}", "--target", "b"], "data.txt: expected a .csv or .npz file, got '.txt'", 1),
+        (["train", "{empty_cell}", "--target", "species", "--out", "/nonexistent-dir/m.fbp"],
+         "--out: no such directory", 1),
+        (["train", "{empty_cell}", "--hidden", "64,x"], "argument --hidden: expected layer sizes such as 256,128", 2),
+        (["train", "{empty_cell}", "--validation-split", "1"], "argument --validation-split: expected a number in", 2),
+        (["train", "{empty_cell}", "--activation", "swish"], "argument --activation: invalid choice: 'swish'", 2),
+        (["train", "{d}/not-read.csv", "--target", "species", "--threads", "9999"],
+         "--threads: n must be between 1 and NUMBA_NUM_THREADS", 1),
+        (["predict", "{model_txt}", "{no_c}"], "model.fbp: not a fastbp model file (not a ZIP archive", 1),
+        (["predict", "{model}", "{no_c}"], "no column named 'c' (a feature the model was trained on)", 1),
+        (["predict", "{model}", "{non_numeric}"], "non_numeric.csv, line 3: column 'b' has 'abc'", 1),
+        (["predict", "{model}", "{d}/wide.npz"], "wide.npz: X has 7 columns, but the model expects 4 features", 1),
+        (["predict", "{d}/nope.fbp", "{no_c}"], "nope.fbp: no such model file", 1),
+        (["info", "{model_txt}"], "not a fastbp model file", 1),
+        (["predict", "{model}", "{no_c}", "--threads", "0"], "argument --threads: expected a positive integer", 2),
+        (["info"], "the following arguments are required: MODEL", 2),
+    ],
+)
+def test_errors_are_one_line(species, tmp_path, capsys, argv, message, status):
+    files = {name: str(p) for name, p in bad_inputs(tmp_path).items()}
+    files.update(d=str(tmp_path), model=str(species["model"]))
+    argv = [arg.format(**files) for arg in argv]
+    assert main(argv) == status
+    err = capsys.readouterr().err
+    assert err.startswith("fastbp: error: ") and err.count("\n") == 1, err
+    assert message.format(**files) in err
+    assert (tmp_path / "model.fbp").read_text() == "not a model"  # never overwritten
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_diverging_training_saves_nothing(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(64, 3)) * 1e3
+    data = tmp_path / "d.npz"
+    np.savez(data, X=X, y=X.sum(axis=1) * 1e3)
+    out = tmp_path / "m.fbp"
+    status = main(["train", str(data), "--optimizer", "sgd", "--lr", "1e3", "--epochs", "5", "--quiet",
+                   "--out", str(out)])  # fmt: skip
+    assert status == 1
+    err = capsys.readouterr().err
+    assert err.startswith("fastbp: error: training diverged at epoch ") and "Nothing was saved" in err
+    assert not out.exists()
+
+
+def test_unbuilt_model_cannot_predict(tmp_path, capsys):
+    path = tmp_path / "unbuilt.fbp"
+    fb.Sequential([fb.Dense(2)], loss="mse").save(path)
+    data = write_csv(tmp_path / "d.csv", ["a"], [[1.0]])
+    assert main(["predict", str(path), str(data)]) == 1
+    assert "the model was never trained" in capsys.readouterr().err
+
+
+def test_console_script(species, tmp_path):
+    script = Path(sys.executable).parent / "fastbp"
+    if not script.exists():
+        pytest.skip("the fastbp console script is not installed in this environment")
+    proc = subprocess.run([str(script), "info", str(species["model"])], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "loss: cross_entropy" in proc.stdout
+    proc = subprocess.run([str(script), "predict", str(species["model"]), str(tmp_path / "none.csv")],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 1
+    assert proc.stderr == f"fastbp: error: {tmp_path / 'none.csv'}: no such file\n"

@@ -1,0 +1,208 @@
+"""Export a trained :class:`~fastbp.Sequential` to ONNX, for inference anywhere ONNX runs.
+
+The graph computes exactly what ``model.predict`` does: per ``Dense`` layer a ``MatMul``
+with ``W`` (shape ``(n_in, n_out)``), an ``Add`` of ``b`` and the activation; dropout layers
+are the identity at inference and export nothing; the loss's output link comes last
+(``Softmax`` for ``cross_entropy``, ``Sigmoid`` for ``binary_cross_entropy``, ``Exp`` for
+``poisson``, nothing for ``mse``/``huber``). The input is named ``"input"``, of shape
+``(batch, n_features)`` with a dynamic batch dimension; the output is ``"output"``, of shape
+``(batch, k)``; both have the model's dtype.
+
+Needs the ``onnx`` package (``pip install fastbp[onnx]``, which also installs onnxruntime).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+from .model import Sequential
+
+#: Opset used when ``opset`` is not given: old enough for every maintained onnxruntime.
+DEFAULT_OPSET = 17
+#: Oldest opset accepted (Softmax-13 normalises along one axis, as fastbp does).
+MIN_OPSET = 13
+#: First opset with an exact ``Gelu`` operator; older opsets build it from ``Erf``.
+GELU_OPSET = 20
+
+_LINKS = {"cross_entropy": "Softmax", "binary_cross_entropy": "Sigmoid", "poisson": "Exp"}
+
+
+def _import_onnx():
+    try:
+        import onnx
+    except ImportError:
+        raise ImportError("export_onnx needs the onnx package: pip install fastbp[onnx]") from None
+    return onnx
+
+
+class _Graph:
+    """Accumulates nodes and initializers, naming every intermediate uniquely."""
+
+    def __init__(self, onnx, dtype: np.dtype, opset: int) -> None:
+        self.onnx = onnx
+        self.helper = onnx.helper
+        self.dtype = dtype
+        self.opset = opset
+        self.nodes: list = []
+        self.initializers: list = []
+        self._count = 0
+
+    def name(self, stem: str) -> str:
+        self._count += 1
+        return f"{stem}_{self._count}"
+
+    def const(self, stem: str, value: np.ndarray | float) -> str:
+        name = self.name(stem)
+        arr = np.asarray(value, dtype=self.dtype)
+        self.initializers.append(self.onnx.numpy_helper.from_array(arr, name=name))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], out: str | None = None, **attrs) -> str:
+        out = out or self.name(op_type.lower())
+        self.nodes.append(self.helper.make_node(op_type, inputs, [out], name=self.name(f"{op_type}_node"), **attrs))
+        return out
+
+    def activation(self, act: str, x: str) -> str:
+        """``f(x)``, as ``fastbp.kernels.activations._f`` defines it."""
+        if act == "identity":
+            return x
+        if act in ("sigmoid", "tanh", "relu"):
+            return self.op({"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "Relu"}[act], [x])
+        if act == "silu":  # x * sigmoid(x)
+            return self.op("Mul", [x, self.op("Sigmoid", [x])])
+        double = self.dtype == np.float64
+        if act == "leaky_relu":
+            if not double:
+                return self.op("LeakyRelu", [x], alpha=0.01)
+            # the alpha attribute is a float32 (0.00999999977...): keep fastbp's float64 slope
+            zero = self.const("zero", 0.0)
+            negative = self.op("Mul", [self.op("Min", [x, zero]), self.const("slope", 0.01)])
+            return self.op("Add", [self.op("Max", [x, zero]), negative])
+        if act == "elu":
+            if not double:
+                return self.op("Elu", [x], alpha=1.0)
+            # max(x, 0) + (exp(min(x, 0)) - 1): exactly x for x > 0 (onnxruntime has no double Elu)
+            zero = self.const("zero", 0.0)
+            expm1 = self.op("Sub", [self.op("Exp", [self.op("Min", [x, zero])]), self.const("one", 1.0)])
+            return self.op("Add", [self.op("Max", [x, zero]), expm1])
+        if act == "softplus":
+            if not double:
+                return self.op("Softplus", [x])
+            # max(x, 0) + log(1 + exp(-|x|)), overflow-free as fastbp's (no double Softplus in onnxruntime)
+            tail = self.op("Exp", [self.op("Neg", [self.op("Abs", [x])])])
+            log1p = self.op("Log", [self.op("Add", [tail, self.const("one", 1.0)])])
+            return self.op("Add", [self.op("Relu", [x]), log1p])
+        if act == "gelu":  # exact form: 0.5 x (1 + erf(x / sqrt(2)))
+            if self.opset >= GELU_OPSET and not double:
+                return self.op("Gelu", [x], approximate="none")
+            u = self.op("Mul", [x, self.const("inv_sqrt2", 1.0 / math.sqrt(2.0))])
+            if double:
+                # onnxruntime has no double Erf kernel: erf runs in float32 (error about 1e-7)
+                f32 = self.onnx.TensorProto.FLOAT
+                erf = self.op("Cast", [self.op("Erf", [self.op("Cast", [u], to=f32)])], to=self.onnx.TensorProto.DOUBLE)
+            else:
+                erf = self.op("Erf", [u])
+            half_x = self.op("Mul", [x, self.const("half", 0.5)])
+            return self.op("Mul", [half_x, self.op("Add", [erf, self.const("one", 1.0)])])
+        raise ValueError(f"cannot export activation {act!r} to ONNX")
+
+
+def export_onnx(model: Sequential, path: str | os.PathLike, *, opset: int | None = None):
+    """Write ``model`` as an ONNX graph computing ``model.predict``.
+
+    Parameters
+    ----------
+    model : Sequential
+        A built model (fitted, or built with ``model.build(n_features)``).
+    path : str or path-like
+        Destination ``.onnx`` file, replaced atomically.
+    opset : int, optional
+        ONNX opset version, from 13 up to what the installed ``onnx`` supports (default 17).
+        From 20 on, gelu uses the ``Gelu`` operator; before, ``Erf`` arithmetic.
+
+    Notes
+    -----
+    onnxruntime has no float64 kernels for ``Elu``, ``Softplus``, ``Erf`` and ``Gelu``, and
+    ``LeakyRelu``'s slope is a float32 attribute, so a float64 model writes leaky_relu, elu
+    and softplus with elementary operators (exact to float64 rounding) and evaluates gelu's
+    ``erf`` in float32 (relative error about 1e-7).
+
+    Returns
+    -------
+    onnx.ModelProto
+        The exported model, checked with ``onnx.checker.check_model``.
+
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np, fastbp as fb
+    >>> import onnxruntime as ort  # doctest: +SKIP
+    >>> model = fb.Sequential([fb.Dense(8, activation="relu"), fb.Dense(3)], loss="cross_entropy", seed=0)
+    >>> model.build(4)
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.onnx")
+    >>> proto = export_onnx(model, path)  # doctest: +SKIP
+    >>> x = np.ones((2, 4), dtype=np.float32)
+    >>> sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])  # doctest: +SKIP
+    >>> np.allclose(sess.run(None, {"input": x})[0], model.predict(x), rtol=1e-5, atol=1e-6)  # doctest: +SKIP
+    True
+    """
+    from .io import atomic_write
+
+    if not isinstance(model, Sequential):
+        raise TypeError(f"model must be a fastbp Sequential, got {type(model).__name__}")
+    if not model.built:
+        raise ValueError("model is not built: fit it or call model.build(n_features) before export_onnx")
+    onnx = _import_onnx()
+    max_opset = onnx.defs.onnx_opset_version()
+    if opset is None:
+        opset = min(DEFAULT_OPSET, max_opset)
+    if isinstance(opset, bool) or not isinstance(opset, int | np.integer):
+        raise TypeError(f"opset must be an int, got {type(opset).__name__}: {opset!r}")
+    if not MIN_OPSET <= opset <= max_opset:
+        raise ValueError(f"opset must be between {MIN_OPSET} and {max_opset} (the installed onnx), got {opset}")
+    opset = int(opset)
+    proto = _build_proto(onnx, model, opset)
+    onnx.checker.check_model(proto, full_check=True)
+    with atomic_write(path) as f:
+        f.write(proto.SerializeToString())
+    return proto
+
+
+def _build_proto(onnx, model: Sequential, opset: int):
+    from . import __version__
+
+    helper = onnx.helper
+    dtype = model.dtype
+    elem = helper.np_dtype_to_tensor_dtype(dtype)
+    g = _Graph(onnx, dtype, opset)
+    x = "input"
+    for i, layer in enumerate(model.layers):
+        kind = type(layer).__name__
+        if kind == "Dropout":  # identity at inference
+            continue
+        if kind != "Dense":
+            raise ValueError(f"cannot export layer {i} of class {kind} to ONNX")
+        x = g.op("MatMul", [x, g.const(f"W{i}", layer.w)])
+        x = g.op("Add", [x, g.const(f"b{i}", layer.b)])
+        x = g.activation(layer.activation, x)
+    link = _LINKS.get(model.loss)
+    if link == "Softmax":
+        g.op("Softmax", [x], "output", axis=-1)
+    elif link is not None:
+        g.op(link, [x], "output")
+    else:
+        g.op("Identity", [x], "output")
+    graph = helper.make_graph(
+        g.nodes, "fastbp_sequential",
+        inputs=[helper.make_tensor_value_info("input", elem, ["batch", model.n_features])],
+        outputs=[helper.make_tensor_value_info("output", elem, ["batch", model.n_outputs])],
+        initializer=g.initializers,
+    )  # fmt: skip
+    opsets = [helper.make_opsetid("", opset)]
+    proto = helper.make_model(graph, opset_imports=opsets, producer_name="fastbp", producer_version=__version__,
+                              doc_string=f"fastbp {model!r}")  # fmt: skip
+    # the lowest IR version that carries this opset, so older onnxruntime builds accept the file
+    proto.ir_version = helper.find_min_ir_version_for(opsets)
+    return proto
