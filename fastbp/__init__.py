@@ -5,17 +5,39 @@
 """
 
 from ._threads import get_num_threads, set_num_threads
+from ._training import TrainingDivergedError
+from .callbacks import Callback, EarlyStopping, LearningRateScheduler, ModelCheckpoint, ReduceLROnPlateau
+from .diagnostics import BackpropTrace, backprop_trace, check_gradients
+from .io import load
 from .kernels.activations import ACTIVATIONS
 from .kernels.losses import LOSSES
-from .layers import Dense
+from .layers import Dense, Dropout
+from .metrics import METRICS
 from .model import History, Sequential
+from .onnx_export import export_onnx
 from .optimizers import SGD, Adam, AdamW, Optimizer, RMSprop
+from .schedules import CosineDecay, ExponentialDecay, Schedule, StepDecay
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ACTIVATIONS",
     "LOSSES",
+    "METRICS",
+    "BackpropTrace",
+    "backprop_trace",
+    "check_gradients",
+    "Callback",
+    "CosineDecay",
+    "Dropout",
+    "EarlyStopping",
+    "ExponentialDecay",
+    "LearningRateScheduler",
+    "ModelCheckpoint",
+    "ReduceLROnPlateau",
+    "Schedule",
+    "StepDecay",
+    "TrainingDivergedError",
     "SGD",
     "Adam",
     "AdamW",
@@ -24,6 +46,8 @@ __all__ = [
     "Optimizer",
     "RMSprop",
     "Sequential",
+    "export_onnx",
     "get_num_threads",
+    "load",
     "set_num_threads",
 ]

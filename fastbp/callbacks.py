@@ -123,7 +123,7 @@ class EarlyStopping(Callback):
                 self._best_weights = self.model.get_weights()
             return
         self.wait += 1
-        if self.wait > self.patience:
+        if self.wait >= self.patience:
             self.stopped_epoch = epoch
             self.model.stop_training = True
 
@@ -215,14 +215,16 @@ class ReduceLROnPlateau(Callback):
         self.cooldown_left = 0
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        # Keras' rules: a cooldown epoch resets the wait, and counts down first
+        if self.cooldown_left > 0:
+            self.cooldown_left -= 1
+            self.wait = 0
         if self._monitor.improved(self._monitor.value(logs)):
             self.wait = 0
-        elif self.cooldown_left > 0:
-            self.cooldown_left -= 1
-        else:
+        elif self.cooldown_left == 0:
             self.wait += 1
             if self.wait >= self.patience:
                 opt = self.model.optimizer
                 opt.lr = max(opt.lr * self.factor, self.min_lr)
-                self.wait = 0
                 self.cooldown_left = self.cooldown
+                self.wait = 0
