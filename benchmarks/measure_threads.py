@@ -33,11 +33,11 @@ def epoch_times(X, y, threads: int, repeats: int, pin_blas: bool = True) -> list
             [fb.Dense(512, activation="relu"), fb.Dense(256, activation="relu"), fb.Dense(10)],
             loss="cross_entropy", optimizer=fb.SGD(lr=0.01, momentum=0.9), seed=0,
         )  # fmt: skip
-        model.fit(X[:1024], y[:1024], epochs=1, batch_size=128)  # compile / warm up
+        model.fit(X[:1024], y[:1024], epochs=1, batch_size=128, verbose=0)  # compile / warm up
         times = []
         for _ in range(repeats):
             t0 = time.perf_counter()
-            model.fit(X, y, epochs=1, batch_size=128)
+            model.fit(X, y, epochs=1, batch_size=128, verbose=0)
             times.append(time.perf_counter() - t0)
         return times
     finally:

@@ -89,7 +89,7 @@ def _runner(w: Workload, impl: str) -> Callable:
         model.set_weights(weights)
         if not w.train:
             return lambda: model.predict(X)
-        return lambda: model.fit(X, y, epochs=1, batch_size=w.batch_size, shuffle=False).history["loss"][0]
+        return lambda: model.fit(X, y, epochs=1, batch_size=w.batch_size, shuffle=False, verbose=0).history["loss"][0]
     mlp = make_numpy(w, weights)
     if not w.train:
         return lambda: mlp.forward(X)  # logits; the softmax is left out, as in `fastbp bench`

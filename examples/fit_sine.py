@@ -30,7 +30,7 @@ def main() -> None:
         seed=0,
     )
     start = time.perf_counter()
-    history = model.fit(x, y, epochs=EPOCHS, batch_size=64)
+    history = model.fit(x, y, epochs=EPOCHS, batch_size=64, verbose=0)
     seconds = time.perf_counter() - start
     losses = history.history["loss"]
     print(f"trained {EPOCHS} epochs in {seconds:.2f} s; training MSE {losses[0]:.4f} (epoch 1) -> {losses[-1]:.2e}")

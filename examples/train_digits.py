@@ -47,12 +47,12 @@ def main() -> None:
     # fastbp compiles its kernels at the first fit (or loads them from Numba's cache):
     # one epoch of a throwaway model on a few rows does it, so the timing below is training
     start = time.perf_counter()
-    make_model().fit(X_train[:64], y_train[:64], epochs=1, batch_size=32)
+    make_model().fit(X_train[:64], y_train[:64], epochs=1, batch_size=32, verbose=0)
     print(f"kernels compiled or loaded from the cache in {time.perf_counter() - start:.2f} s")
 
     model = make_model()
     start = time.perf_counter()
-    history = model.fit(X_train, y_train, epochs=30, batch_size=32)
+    history = model.fit(X_train, y_train, epochs=30, batch_size=32, verbose=0)
     seconds = time.perf_counter() - start
 
     print(model)

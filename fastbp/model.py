@@ -129,7 +129,7 @@ class Sequential:
     >>> y = np.array([0, 1, 1, 0])
     >>> model = fb.Sequential([fb.Dense(8, activation="tanh"), fb.Dense(2)],
     ...                       loss="cross_entropy", optimizer=fb.Adam(lr=0.05), seed=0)
-    >>> history = model.fit(X, y, epochs=200, batch_size=4)
+    >>> history = model.fit(X, y, epochs=200, batch_size=4, verbose=0)
     >>> model.predict(X).argmax(axis=1)
     array([0, 1, 1, 0])
     """

@@ -227,7 +227,7 @@ def _measure(run: Callable[[], object], repeats: int, n_samples: int, flop_per_s
 def _fastbp_runner(model: fb.Sequential, w: Workload, X: np.ndarray, y: np.ndarray) -> Callable[[], object]:
     if not w.train:
         return lambda: model.predict(X)
-    return lambda: model.fit(X, y, epochs=1, batch_size=w.batch_size, shuffle=False).history["loss"][0]
+    return lambda: model.fit(X, y, epochs=1, batch_size=w.batch_size, shuffle=False, verbose=0).history["loss"][0]
 
 
 def _numpy_runner(mlp, w: Workload, X: np.ndarray, y: np.ndarray) -> Callable[[], object]:
