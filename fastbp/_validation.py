@@ -16,6 +16,8 @@ from ._config import DTYPES
 
 def check_dtype(dtype: object) -> np.dtype:
     """Resolve ``dtype`` to float32 or float64."""
+    if dtype is None:  # np.dtype(None) is float64: never pick a dtype silently
+        raise TypeError("dtype must be 'float32' or 'float64', got None")
     try:
         dt = np.dtype(dtype)
     except TypeError:
@@ -46,9 +48,25 @@ def check_float(
     above = v >= high if high_open else v > high
     if not np.isfinite(v) or below or above:
         lo = "(" if low_open else "["
-        hi = ")" if high_open else "]"
+        hi = ")" if high_open or high == np.inf else "]"  # inf itself is never accepted
         raise ValueError(f"{name} must be in {lo}{low}, {high}{hi}, got {value!r}")
     return v
+
+
+def _all_finite(arr: np.ndarray) -> bool:
+    """True when ``arr`` holds no NaN or infinity; min and max propagate both, so no
+    boolean temporary the size of ``arr`` is made (``np.isfinite(arr).all()`` makes one)."""
+    if arr.size == 0:
+        return True
+    return bool(np.isfinite(arr.min()) and np.isfinite(arr.max()))
+
+
+def _convert(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """C-contiguous ``dtype`` copy of ``arr`` (no copy when it already is one). Values too
+    large for ``dtype`` become inf, which the caller's finiteness check reports as a
+    ValueError, so the overflow warning of the cast is silenced."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.ascontiguousarray(arr, dtype=dtype)
 
 
 def _as_array(value: object, name: str) -> np.ndarray:
@@ -76,8 +94,8 @@ def check_X(X: object, dtype: np.dtype, n_features: int | None = None, name: str
         raise ValueError(f"{name} has 0 columns; at least 1 feature is required")
     if n_features is not None and arr.shape[1] != n_features:
         raise ValueError(f"{name} has {arr.shape[1]} features, but the model expects {n_features}")
-    arr = np.ascontiguousarray(arr, dtype=dtype)
-    if not np.isfinite(arr).all():
+    arr = _convert(arr, dtype)
+    if not _all_finite(arr):
         raise ValueError(f"{name} contains NaN or infinity (after conversion to {dtype})")
     return arr
 
@@ -99,14 +117,17 @@ def check_labels(y: object, n_samples: int, n_classes: int, name: str = "y") -> 
         raise TypeError(f"{name} must hold integer class labels for cross_entropy, got dtype {arr.dtype}")
     if arr.shape[0] != n_samples:
         raise ValueError(f"X and {name} have different lengths: {n_samples} and {arr.shape[0]}")
-    labels = np.ascontiguousarray(arr, dtype=np.int64)
-    lo, hi = int(labels.min()), int(labels.max())
+    # range first, on the original values: a float like 1e30 or a uint64 above 2**63 would
+    # wrap around in the int64 cast and be reported as a wrong (or even valid) label
+    lo, hi = arr.min().item(), arr.max().item()
     if lo < 0 or hi >= n_classes:
+        if arr.dtype.kind == "f" and max(abs(lo), abs(hi)) < 2**53:
+            lo, hi = int(lo), int(hi)
         raise ValueError(
             f"{name} labels must be in 0..{n_classes - 1} (the last layer has {n_classes} units), "
             f"got values in {lo}..{hi}"
         )
-    return labels
+    return np.ascontiguousarray(arr, dtype=np.int64)
 
 
 def check_targets(
@@ -127,8 +148,8 @@ def check_targets(
         raise ValueError(f"{name} must have shape (n_samples, {n_outputs}), got {arr.shape}")
     if arr.shape[0] != n_samples:
         raise ValueError(f"X and {name} have different lengths: {n_samples} and {arr.shape[0]}")
-    arr = np.ascontiguousarray(arr, dtype=dtype)
-    if not np.isfinite(arr).all():
+    arr = _convert(arr, dtype)
+    if not _all_finite(arr):
         raise ValueError(f"{name} contains NaN or infinity (after conversion to {dtype})")
     if unit_interval and (arr.min() < 0 or arr.max() > 1):
         raise ValueError(f"{name} must be in [0, 1] for binary_cross_entropy, got values in "
