@@ -6,6 +6,9 @@ The fastmath flags are stumpy's set. It leaves out ``nnan`` and ``ninf``: with p
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import numpy as np
 
 #: Floating dtypes the kernels are compiled for (one compiled variant each).
@@ -16,10 +19,40 @@ DEFAULT_DTYPE: np.dtype = np.dtype(np.float32)
 
 FASTMATH: set[str] = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
+def _writable(path: str) -> bool:
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            return True
+    except OSError:
+        return False
+
+
+def _cache_available() -> bool:
+    """Whether Numba can cache compiled kernels somewhere: ``NUMBA_CACHE_DIR`` when set
+    (Numba uses only it then), else ``__pycache__`` next to the kernels' sources, else the
+    user's cache folder (Numba's own order). With none writable (a read-only install run by
+    a user without a home directory, for example), ``cache=True`` would make Numba raise
+    "no locator available" at import; kernels are then compiled in every process instead."""
+    import numba
+
+    if numba.config.CACHE_DIR:
+        return _writable(numba.config.CACHE_DIR)
+    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels", "__pycache__")
+    if _writable(here):
+        return True
+    from numba.misc.appdirs import AppDirs
+
+    return _writable(AppDirs(appname="numba", appauthor=False).user_cache_dir)
+
+
+#: Whether compiled kernels are cached on disk (see :func:`_cache_available`).
+CACHE: bool = _cache_available()
+
 #: Options for kernels that run on one thread. ``error_model="numpy"``: a division by zero
 #: gives inf/nan as in NumPy instead of raising ZeroDivisionError, and so needs no check
 #: (a branch per division, which kept the optimizer loops from vectorising).
-SERIAL: dict = {"cache": True, "fastmath": FASTMATH, "nogil": True, "error_model": "numpy"}
+SERIAL: dict = {"cache": CACHE, "fastmath": FASTMATH, "nogil": True, "error_model": "numpy"}
 
 #: Options for kernels that split their work with ``prange``.
 PARALLEL: dict = SERIAL | {"parallel": True}

@@ -84,13 +84,43 @@ def _blas_exit() -> None:
                 c.set_num_threads(n)
 
 
+#: Set in a child forked (``os.fork``, multiprocessing's "fork") after this process had
+#: started Numba's thread pool: that pool (GNU OpenMP) cannot be used in the child.
+_forked_after_pool = False
+
+
+def _pool_started() -> bool:
+    from numba.np.ufunc import parallel
+
+    return bool(getattr(parallel, "_is_initialized", False))
+
+
+def _after_fork_in_child() -> None:
+    global _forked_after_pool
+    _forked_after_pool = _forked_after_pool or _pool_started()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 @contextmanager
 def compute_threads() -> Iterator[int]:
     """Run a block of fastbp kernels under fastbp's threading model; yields the count.
 
     Re-entrant and safe to enter from several Python threads at once: BLAS is held at one
     thread until the last one leaves.
+
+    Raises RuntimeError in a process forked after its parent ran fastbp's kernels: Numba's
+    OpenMP pool would terminate such a child (SIGTERM) at the first parallel kernel, so the
+    call fails cleanly instead, saying what to do.
     """
+    if _forked_after_pool:
+        raise RuntimeError(
+            "fastbp cannot run in a process forked after its parent ran fastbp's parallel kernels: "
+            "Numba's OpenMP thread pool is not fork-safe and would terminate this process. Start "
+            "worker processes with multiprocessing.get_context('spawn') or 'forkserver' (Dask and "
+            "joblib's loky already do), or fork before the parent's first fit/predict."
+        )
     n = _n_threads
     old = numba.get_num_threads()
     numba.set_num_threads(n)

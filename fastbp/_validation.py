@@ -62,11 +62,18 @@ def _all_finite(arr: np.ndarray) -> bool:
 
 
 def _convert(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """C-contiguous ``dtype`` copy of ``arr`` (no copy when it already is one). Values too
-    large for ``dtype`` become inf, which the caller's finiteness check reports as a
-    ValueError, so the overflow warning of the cast is silenced."""
+    """C-contiguous, writeable ``dtype`` copy of ``arr`` (no copy when it already is one).
+
+    Values too large for ``dtype`` become inf, which the caller's finiteness check reports
+    as a ValueError, so the overflow warning of the cast is silenced. Read-only arrays (a
+    pandas 3 ``to_numpy()``, a memory map opened read-only, data received from another
+    process) are copied: Numba types them apart from writeable ones, and would compile and
+    cache every kernel a second time for them (measured: 13 s for ``predict``, 40 s for
+    ``fit``), though the kernels never write their inputs.
+    """
     with np.errstate(over="ignore", invalid="ignore"):
-        return np.ascontiguousarray(arr, dtype=dtype)
+        out = np.ascontiguousarray(arr, dtype=dtype)
+    return out if out.flags.writeable else out.copy()
 
 
 def _as_array(value: object, name: str) -> np.ndarray:
@@ -127,7 +134,7 @@ def check_labels(y: object, n_samples: int, n_classes: int, name: str = "y") -> 
             f"{name} labels must be in 0..{n_classes - 1} (the last layer has {n_classes} units), "
             f"got values in {lo}..{hi}"
         )
-    return np.ascontiguousarray(arr, dtype=np.int64)
+    return _convert(arr, np.dtype(np.int64))
 
 
 def check_targets(

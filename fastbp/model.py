@@ -20,7 +20,7 @@ from ._training import (
     class_weight_rows,
     split_validation,
 )
-from ._validation import check_dtype, check_int, check_labels, check_targets, check_X
+from ._validation import _as_array, _convert, check_dtype, check_int, check_labels, check_targets, check_X
 from .callbacks import Callback
 from .kernels import engine
 from .kernels.activations import NEEDS_Z
@@ -156,6 +156,8 @@ class Sequential:
         self.dtype = check_dtype(dtype)
         self.metrics = check_metrics(metrics, loss)
         self.layers: list[Dense | Dropout] = []
+        if layers is not None and not isinstance(layers, list | tuple):
+            raise TypeError(f"layers must be a list of layers, got {type(layers).__name__}: {layers!r}")
         for layer in layers or []:
             self.add(layer)
         self._rng = np.random.default_rng(seed)
@@ -257,6 +259,10 @@ class Sequential:
         first = self.dense_layers[0].input_dim
         if first is not None and first != n_features:
             raise ValueError(f"the first layer has input_dim={first}, but X has {n_features} features")
+        big = float(np.finfo(self.dtype).max)
+        for layer in self.dense_layers:
+            if layer.bias_init != "zeros" and abs(layer.bias_init) > big:
+                raise ValueError(f"{layer!r}: bias_init={layer.bias_init!r} does not fit in {self.dtype.name}")
         plan = _Plan.for_layers(n_features, self.layers)
         theta = np.zeros(plan.n_params, dtype=self.dtype)
         for layer, (n_in, n_out), wo, bo in zip(
@@ -408,8 +414,9 @@ class Sequential:
         initial_epoch = check_int(initial_epoch, "initial_epoch", minimum=0)
         if initial_epoch > epochs:
             raise ValueError(f"initial_epoch ({initial_epoch}) must be <= epochs ({epochs})")
-        if not isinstance(shuffle, bool):
+        if not isinstance(shuffle, bool | np.bool_):
             raise TypeError(f"shuffle must be a bool, got {shuffle!r}")
+        shuffle = bool(shuffle)
         verbose = check_int(verbose, "verbose", minimum=0)
         callbacks = _check_callbacks(callbacks)
         if class_weight is not None:
@@ -664,7 +671,7 @@ class Sequential:
         L = len(self.dense_layers)
         if len(weights) != 2 * L:
             raise ValueError(f"weights must hold {2 * L} arrays (W and b for {L} layers), got {len(weights)}")
-        arrays = [np.asarray(w) for w in weights]
+        arrays = [_as_array(w, f"weights[{i}]") for i, w in enumerate(weights)]
         n_features = self.n_features
         if n_features is None:
             if arrays[0].ndim != 2:
@@ -679,7 +686,7 @@ class Sequential:
                 raise ValueError(f"weights[{i}] must have shape {shape}, got {arr.shape}")
             if arr.dtype.kind not in "biuf":
                 raise TypeError(f"weights[{i}] must hold real numbers, got dtype {arr.dtype}")
-            arr = arr.astype(self.dtype)
+            arr = _convert(arr, self.dtype)
             if not np.isfinite(arr).all():
                 raise ValueError(f"weights[{i}] contains NaN or infinity")
             checked.append(arr)

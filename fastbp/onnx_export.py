@@ -18,6 +18,7 @@ import os
 
 import numpy as np
 
+from .kernels.losses import POISSON_MAX_LOG
 from .model import Sequential
 
 #: Opset used when ``opset`` is not given: old enough for every maintained onnxruntime.
@@ -188,6 +189,8 @@ def _build_proto(onnx, model: Sequential, opset: int):
         x = g.op("Add", [x, g.const(f"b{i}", layer.b)])
         x = g.activation(layer.activation, x)
     link = _LINKS.get(model.loss)
+    if model.loss == "poisson":  # the same clipped log-rate as fastbp's link
+        x = g.op("Min", [x, g.const("poisson_max_log", POISSON_MAX_LOG)])
     if link == "Softmax":
         g.op("Softmax", [x], "output", axis=-1)
     elif link is not None:

@@ -212,7 +212,8 @@ def poisson(a, y):
     """Mean over all n*k of exp(a) - y a (Poisson negative log-likelihood with a log link,
     without the terms in y alone); dL/da = (exp(a) - y) / (n k)."""
     a, y = _f64(a), _f64(y)
-    return float((np.exp(a) - y * a).mean()), (np.exp(a) - y) / a.size
+    e = np.exp(np.minimum(a, 50.0))  # fastbp clips the log-rate at 50
+    return float((e - y * a).mean()), (e - y) / a.size
 
 
 LOSSES = {
@@ -229,7 +230,7 @@ LINKS = {
     "binary_cross_entropy": sigmoid,
     "mse": identity,
     "huber": identity,
-    "poisson": np.exp,
+    "poisson": lambda a: np.exp(np.minimum(a, 50.0)),
 }
 
 

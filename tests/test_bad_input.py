@@ -613,16 +613,12 @@ def test_dense_of_a_built_model_cannot_be_reused():
         fb.Sequential([model[0]], loss="mse")
 
 
-# ---------------------------------------------------------------- gaps that need a fix outside _validation.py
-@pytest.mark.xfail(strict=True, reason="needs fix: Sequential.__init__ iterates `layers` without checking it is a "
-                   "list; a single Dense gives \"TypeError: 'Dense' object is not iterable\", not naming layers")
+# ---------------------------------------------------------------- gaps found by this suite, fixed in the core
 def test_single_dense_instead_of_list_names_layers():
     with pytest.raises(TypeError, match=r"layers must be a list"):
         fb.Sequential(fb.Dense(3), loss="mse")
 
 
-@pytest.mark.xfail(strict=True, reason="needs fix: Sequential.set_weights calls np.asarray on each entry "
-                   "unguarded; a ragged entry raises NumPy's ValueError, which does not name weights[i]")
 def test_set_weights_ragged_entry_names_index():
     model, _, _ = trained("mse")
     snap = Snapshot.of(model)
@@ -633,8 +629,6 @@ def test_set_weights_ragged_entry_names_index():
     snap.assert_same(model)
 
 
-@pytest.mark.xfail(strict=True, reason="needs fix: bias_init is checked against float64 only; 1e300 overflows "
-                   "float32 to inf at build (Dense.reset_parameters), giving inf weights and NaN/inf outputs")
 def test_bias_init_too_large_for_dtype_is_rejected():
     model = fb.Sequential([fb.Dense(3, bias_init=1e300), fb.Dense(1)], loss="mse", seed=0, dtype="float32")
     with warnings.catch_warnings():
@@ -643,9 +637,6 @@ def test_bias_init_too_large_for_dtype_is_rejected():
             model.predict(np.ones((2, 2), dtype=np.float32))
 
 
-@pytest.mark.xfail(strict=True, reason="needs fix: Sequential.set_weights casts with arr.astype(self.dtype) "
-                   "outside np.errstate(over='ignore'): 1e300 into float32 warns 'overflow encountered in cast' "
-                   "before the clean ValueError (fastbp._validation._convert does this right)")
 def test_set_weights_overflow_gives_no_warning():
     model, _, _ = trained("mse")
     weights = _weights_like(model)
@@ -656,8 +647,6 @@ def test_set_weights_overflow_gives_no_warning():
             model.set_weights(weights)
 
 
-@pytest.mark.xfail(strict=True, reason="needs fix: fit checks `isinstance(shuffle, bool)`, so NumPy's np.bool_ "
-                   "(what a comparison returns) is rejected while NumPy ints are accepted for epochs/batch_size")
 def test_fit_accepts_numpy_bool_shuffle():
     X, y = make_data("mse")
     a, b = make_model("mse"), make_model("mse")

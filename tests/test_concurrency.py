@@ -12,8 +12,8 @@ Linux when TBB is not installed), a child forked *after* the parent ran a parall
 is killed by SIGTERM the moment it runs one itself; Numba prints "Terminating: fork()
 called from a process already using GNU OpenMP, this is unsafe." A child that does not call
 fastbp, or a fork made before the first parallel kernel, works; so does the "spawn"
-start method (and "forkserver"). ``test_fork_after_parallel_kernels`` records this as an
-xfail when (and only when) that exact termination is what happens.
+start method (and "forkserver"). fastbp therefore marks such a child (``os.register_at_fork``)
+and raises a clear RuntimeError there instead of letting it be killed.
 """
 
 from __future__ import annotations
@@ -304,15 +304,16 @@ def test_fork_after_parallel_kernels_child_without_fastbp(tmp_path):
     assert not result["hung"] and result["exitcode"] == 0 and result["child"] == "idle-ok", stderr
 
 
-def test_fork_after_parallel_kernels(tmp_path):
+def test_fork_after_parallel_kernels_is_a_clear_error(tmp_path):
+    """Numba's omp layer on GNU OpenMP would terminate (SIGTERM) a child forked after the
+    parent ran a parallel kernel, as soon as the child runs one. fastbp detects such a
+    child and raises a RuntimeError naming the fix instead; the child exits normally."""
     result, stderr = _spawn_script(tmp_path, "fork", parent_first=True)
-    if result["exitcode"] == -15 and "GNU OpenMP" in stderr:
-        pytest.xfail(
-            "Numba's omp layer on GNU OpenMP terminates (SIGTERM) a child forked after the parent "
-            "ran a parallel kernel, as soon as the child runs one: use the 'spawn' or 'forkserver' "
-            "start method, or install TBB (NUMBA_THREADING_LAYER='tbb')"
-        )
-    _assert_child_matches_parent(result, stderr)
+    assert not result["hung"], stderr
+    assert result["exitcode"] == 1, stderr  # an ordinary Python exception, not a signal
+    assert "Terminating" not in stderr
+    assert "RuntimeError: fastbp cannot run in a process forked" in stderr and "spawn" in stderr
+    assert result["child"] is None and result["parent"]
 
 
 @pytest.mark.parametrize("method", ["spawn", "forkserver"])

@@ -337,13 +337,10 @@ def test_loss_grad_sample_weights(loss, dtype, rng):
     assert loss_value(a, yi, yf, w, LOSS_CODES[loss]) / count == pytest.approx(expected, rel=TOL[dtype]["rtol"])
 
 
-@pytest.mark.parametrize("loss", [name for name in LOSS_NAMES if name != "poisson"])
+@pytest.mark.parametrize("loss", LOSS_NAMES)
 def test_loss_extremes_float32(loss):
-    """|a| up to 1e4 in float32: no overflow, no log(0); values still match the twin.
-
-    (Poisson's link is exp, which overflows float32 past 88.7 by its nature: see
-    ``test_poisson_large_outputs``.)
-    """
+    """|a| up to 1e4 in float32: no overflow, no log(0); values still match the twin
+    (poisson's log-rate is clipped at 50, see ``test_poisson_large_outputs``)."""
     a0, y, n, k = _extreme_outputs(loss)
     yi, yf = _kernel_targets(loss, y, k, np.float32)
     expected_loss, expected_g = ref.LOSSES[loss](a0, y)
@@ -366,8 +363,8 @@ def test_loss_extremes_float32(loss):
 
 
 def test_poisson_large_outputs():
-    """Poisson in float32 with log-rates up to 80 (exp(80) ~ 5.5e34 < float32 max): finite,
-    and matching the twin."""
+    """Poisson in float32: log-rates beyond POISSON_MAX_LOG are clipped inside exp (exp(80)
+    alone would be 5.5e34, exp(133) overflows float32): finite, and matching the twin."""
     a0 = np.array([[80.0, -80.0], [0.0, 40.0], [-1e4, 1.0]], dtype=np.float32)
     y = np.array([[0.0, 5.0], [3.0, 0.0], [2.0, 1.0]], dtype=np.float32)
     expected_loss, expected_g = ref.LOSSES["poisson"](a0, y)
@@ -376,6 +373,10 @@ def test_poisson_large_outputs():
     assert np.isfinite(total) and np.isfinite(g).all()
     assert total / a0.size == pytest.approx(expected_loss, rel=1e-6)
     assert_allclose(g, expected_g, rtol=1e-6)
+    assert g[0, 0] == pytest.approx((np.exp(50.0) - 0.0) / a0.size, rel=1e-6)  # clipped at 50
+    p = a0.copy()
+    link_(p, LOSS_CODES["poisson"])
+    assert_allclose(p, np.exp(np.minimum(a0.astype(np.float64), 50.0)), rtol=1e-6)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

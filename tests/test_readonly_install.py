@@ -204,11 +204,6 @@ def test_read_only_install_with_numba_cache_dir(runs):
     assert runs["cache_files"], "NUMBA_CACHE_DIR was given but no kernel was cached there"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "needs fix in fastbp/_config.py: every kernel is decorated with cache=True, and when neither the "
-    "__pycache__ next to the sources, nor NUMBA_CACHE_DIR, nor the per-user cache folder is writable, "
-    "Numba raises at import: RuntimeError: cannot cache function 'sigmoid': no locator available"
-))
 def test_read_only_install_without_any_writable_cache(runs):
     _check_child(runs["no_cache"], runs)
 

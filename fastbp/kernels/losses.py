@@ -19,7 +19,7 @@ sigmoid followed by binary cross-entropy) has the simple gradient ``p - y``, wit
 PyTorch's default reduction: cross-entropy over samples, the others over all n*k outputs.
 The Poisson loss is the negative log-likelihood ``exp(a) - y a`` without the terms that
 depend on ``y`` only (PyTorch's ``PoissonNLLLoss(log_input=True)``); its targets are counts
-or rates ``y >= 0``.
+or rates ``y >= 0``. The log-rate is clipped at :data:`POISSON_MAX_LOG` inside ``exp``.
 
 With sample weights ``w`` the mean becomes a weighted mean, ``sum(w_i l_i) / sum(w_i)``
 (per element: divided by ``k sum(w_i)``), so a row of weight 0 contributes exactly nothing.
@@ -51,6 +51,10 @@ LOSSES: dict[str, int] = {
 }
 
 HUBER_DELTA = 1.0
+#: Poisson log-rates are clipped at this value (rates up to e^50, about 5e21) in the link,
+#: the loss and its gradient, so that float32 stays finite for outputs up to 1e4: exp
+#: overflows float32 past 88.7, and gradients summed over a batch need headroom beyond that.
+POISSON_MAX_LOG = 50.0
 
 
 @njit(**SERIAL)
@@ -155,7 +159,7 @@ def loss_grad(a, yi, yf, sw, loss, scale, g):
             s = w * scale
             for j in range(k):
                 x = a[i, j]
-                e = math.exp(x)
+                e = math.exp(min(x, POISSON_MAX_LOG))
                 total += w * (e - yf[i, j] * x)
                 g[i, j] = (e - yf[i, j]) * s
     return total
@@ -197,7 +201,7 @@ def loss_value(a, yi, yf, sw, loss):
                     row += HUBER_DELTA * (r - 0.5 * HUBER_DELTA)
         else:  # POISSON
             for j in range(k):
-                row += math.exp(a[i, j]) - yf[i, j] * a[i, j]
+                row += math.exp(min(a[i, j], POISSON_MAX_LOG)) - yf[i, j] * a[i, j]
         total += w * row
     return total
 
@@ -246,7 +250,7 @@ def metric_sums_(a, yi, yf, sw, loss, acc):
                     p = sigmoid(x)
                     hits += 1.0 if (p > 0.5) == (t > 0.5) else 0.0
                 elif loss == POISSON:
-                    p = math.exp(x)
+                    p = math.exp(min(x, POISSON_MAX_LOG))
                 else:
                     p = x
                 ae += abs(p - t)
@@ -270,4 +274,4 @@ def link_(a, loss):
     elif loss == POISSON:
         for i in range(n):
             for j in range(k):
-                a[i, j] = math.exp(a[i, j])
+                a[i, j] = math.exp(min(a[i, j], POISSON_MAX_LOG))
