@@ -252,7 +252,7 @@ def predict(
     >>> scores = predict(model, da.from_array(X, chunks=(3, 2)))
     >>> scores.chunks
     ((3, 3), (3,))
-    >>> np.allclose(scores.compute(), model.predict(X))
+    >>> np.allclose(scores.compute(scheduler="sync"), model.predict(X))  # or on a Client's workers
     True
     """
     model = _check_model(model)

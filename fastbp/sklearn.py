@@ -275,6 +275,15 @@ class _BaseMLP(BaseEstimator):
             self._link_weights()
         return model
 
+    @property
+    def model_(self) -> Sequential:
+        """The fitted network, a :class:`fastbp.Sequential`: ``est.model_.save(path)`` writes
+        a model file, ``fastbp.export_onnx(est.model_, path)`` an ONNX graph. Its inputs are
+        this estimator's (after any preprocessing in a pipeline) and its output is
+        ``predict_proba``'s columns (the regressor's predictions)."""
+        check_is_fitted(self)
+        return self._network()
+
     # ------------------------------------------------------------------ fitting
     def _init_weights(self, rs: np.random.RandomState, units: list[int]) -> list[np.ndarray]:
         """scikit-learn's initialisation, drawn in its order: per layer W then b."""

@@ -32,3 +32,9 @@ def test_overfitting_regularisation_beats_the_plain_net():
     assert float(rows["plain"]) > 1.3 * best_plain
     assert float(rows["regularised"]) < float(rows["plain"])
     assert re.search(r"regularised: (\d+) epochs", out).group(1) != "100"  # early stopping stopped it
+
+
+def test_sklearn_pipeline_grid_search_and_model_file():
+    out = _run("sklearn_pipeline.py")
+    assert float(re.search(r"held-out accuracy ([0-9.]+)", out).group(1)) > 0.95
+    assert "agrees with the pipeline on 100.0% of the test rows" in out
