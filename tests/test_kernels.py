@@ -24,8 +24,18 @@ from fastbp.kernels.activations import NEEDS_Z, act_backward_, activation_forwar
 from fastbp.kernels.dense import column_sums, dense_backward, dense_forward
 from fastbp.kernels.losses import CROSS_ENTROPY, link_, loss_grad, loss_value
 from fastbp.kernels.losses import LOSSES as LOSS_CODES
-from fastbp.kernels.optim import N_COEF, optimizer_update_, reduce_partials
+from fastbp.kernels.optim import (
+    N_COEF,
+    OPTIMIZERS,
+    optimizer_step_,
+    optimizer_update_,
+    reduce_partials,
+    sum_partials_sq,
+)
 from fastbp.kernels.optim import OPTIMIZERS as OPT_CODES
+from fastbp.kernels.optim import (
+    n_chunks as n_chunks_of,
+)
 
 DTYPES = [pytest.param(np.float32, id="float32"), pytest.param(np.float64, id="float64")]
 TOL = {np.float32: {"rtol": 1e-5, "atol": 1e-6}, np.float64: {"rtol": 1e-12, "atol": 1e-12}}
@@ -517,3 +527,28 @@ def test_tanh_f32_rational_within_two_ulp():
     neg = np.empty_like(z)
     bias_act_(-z, np.zeros(1, np.float32), ACT_CODES["tanh"], neg)
     assert_array_equal(neg, -a)  # odd
+
+
+@pytest.mark.parametrize("P", [100, 5000, 33000, 70000])  # serial (<= SERIAL_CHUNKS chunks) and parallel
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sum_partials_sq_and_optimizer_step(P, dtype, rng):
+    """sum_partials_sq sums the partials in row order and returns the squared norm of the sum
+    (float64); optimizer_step_ gives the same bits whether it runs serially (small P) or in
+    parallel, as optimizer_update_ does from the partials."""
+    gpart = rng.standard_normal((3, P)).astype(dtype)
+    expected = (gpart[0] + gpart[1]) + gpart[2]
+    g = gpart.copy()
+    sq = np.zeros(n_chunks_of(P))
+    total = sum_partials_sq(g, 3, sq)
+    assert_array_equal(g[0], expected)
+    assert total == pytest.approx(float((expected.astype(np.float64) ** 2).sum()), rel=1e-6)  # fastmath order
+    hyper = np.array([0.01, 0.9, 0.999, 1e-8, 0.1, 0.0])
+    theta0 = rng.standard_normal(P).astype(dtype)
+    results = []
+    for step_fn, parts in ((optimizer_update_, gpart.copy()), (optimizer_step_, g.copy())):
+        theta, m, v = theta0.copy(), np.zeros(P, dtype), np.zeros(P, dtype)
+        nparts = 3 if step_fn is optimizer_update_ else 1
+        step_fn(theta, parts, nparts, P // 2, OPTIMIZERS["adam"], hyper, 3, m, v, np.zeros(N_COEF, dtype=dtype))
+        results.append((theta, m, v))
+    for a, b in zip(*results):
+        assert_array_equal(a, b)

@@ -31,7 +31,7 @@ from .activations import GELU, SILU
 from .dense import dense_backward, dense_forward
 from .dropout import dropout_backward_, dropout_forward_, step_key
 from .losses import CROSS_ENTROPY, link_, loss_grad, loss_value, metric_sums_
-from .optim import optimizer_update_, scale_, sum_partials_sq
+from .optim import optimizer_step_, scale_, sum_partials_sq
 
 
 @njit(**SERIAL)
@@ -223,7 +223,7 @@ def train_batches(
             if norm > clipnorm:
                 scale_(gpart[0], clipnorm / (norm + 1e-6))
         step += 1
-        optimizer_update_(theta, gpart, 1, n_decay, opt, hyper, step, m, v, coef)
+        optimizer_step_(theta, gpart, 1, n_decay, opt, hyper, step, m, v, coef)
         acc[0] += lsum if loss == CROSS_ENTROPY else lsum / k
         acc[1] += wsum
         if mpart.shape[0] > 0:
