@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ._configurable import Configurable
 from ._validation import check_float
 from .kernels import optim
 
 
-class Optimizer:
+class Optimizer(Configurable):
     """Base class: subclasses set ``code`` and implement ``_hyper``.
 
     Every optimizer takes ``lr`` as a positive float, a schedule from
@@ -50,13 +51,6 @@ class Optimizer:
     def _hyper(self, epoch: int = 0) -> list[float]:
         raise NotImplementedError
 
-    def get_config(self) -> dict:
-        """The ``__init__`` arguments."""
-        return dict(self.__dict__)
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 def check_lr(lr: object) -> object:

@@ -16,22 +16,16 @@ from __future__ import annotations
 
 import math
 
+from ._configurable import Configurable
 from ._validation import check_float, check_int
 
 
-class Schedule:
+class Schedule(Configurable):
     """Base class: subclasses implement ``__call__(epoch) -> lr``."""
 
     def __call__(self, epoch: int) -> float:
         raise NotImplementedError
 
-    def get_config(self) -> dict:
-        """The ``__init__`` arguments."""
-        return dict(self.__dict__)
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
     def __eq__(self, other: object) -> bool:
         return type(self) is type(other) and self.get_config() == other.get_config()  # type: ignore[union-attr]
