@@ -13,9 +13,12 @@ storing it, and the result does not depend on how the batch is split into row bl
 training with dropout gives the same bits for a given seed whatever the thread count
 (up to the usual summation-order differences of the gradient).
 
-The hash is SplitMix64's output function (Steele, Lea & Flood, "Fast splittable
-pseudorandom number generators", OOPSLA 2014) applied to ``key + counter * golden``, which
-is exactly the SplitMix64 sequence started at ``key``.
+Two hashes: SplitMix64's output function (Steele, Lea & Flood, "Fast splittable
+pseudorandom number generators", OOPSLA 2014) turns (key, row, slot) into a 32-bit row key,
+once per row; then Wellons' 32-bit "lowbias32" integer hash of ``row key + unit * golden``
+gives each unit a 32-bit uniform number, kept if it is at least ``rate * 2**32``. The
+per-unit hash uses only 32-bit multiplies, which LLVM vectorises with AVX2 (64-bit ones need
+AVX-512DQ): measured 0.2-0.3 ns a unit, against 3-6 ns with SplitMix64 per unit.
 """
 
 from __future__ import annotations
@@ -31,10 +34,14 @@ _M2 = np.uint64(0x94D049BB133111EB)
 _S30 = np.uint64(30)
 _S27 = np.uint64(27)
 _S31 = np.uint64(31)
-_S11 = np.uint64(11)
 _S32 = np.uint64(32)
-#: 2**53: a 53-bit uniform integer compared with rate * 2**53.
-_TWO53 = 9007199254740992.0
+_GOLDEN32 = np.uint32(0x9E3779B9)
+_L1 = np.uint32(0x7FEB352D)
+_L2 = np.uint32(0x846CA68B)
+_T16 = np.uint32(16)
+_T15 = np.uint32(15)
+#: 2**32: a 32-bit uniform integer is compared with rate * 2**32.
+_TWO32 = 4294967296.0
 
 
 @njit(**SERIAL)
@@ -45,6 +52,16 @@ def _mix(z):
 
 
 @njit(**SERIAL)
+def _hash32(x):
+    # every step cast back to uint32: Numba widens uint32 arithmetic to 64 bits
+    x = np.uint32(x ^ (x >> _T16))
+    x = np.uint32(x * _L1)
+    x = np.uint32(x ^ (x >> _T15))
+    x = np.uint32(x * _L2)
+    return np.uint32(x ^ (x >> _T16))
+
+
+@njit(**SERIAL)
 def step_key(seed, step):
     """The mask key of optimizer step ``step`` for an epoch seeded with ``seed`` (uint64)."""
     return _mix(seed + np.uint64(step) * _GOLDEN)
@@ -52,17 +69,17 @@ def step_key(seed, step):
 
 @njit(**SERIAL)
 def _threshold(rate):
-    return np.uint64(rate * _TWO53)
+    return np.uint32(rate * _TWO32)
 
 
 @njit(**SERIAL)
-def _row_base(key, row, slot, n_slots):
-    return key + (np.uint64(row * n_slots + slot) << _S32) * _GOLDEN
+def _row_key(key, row, slot, n_slots):
+    return np.uint32(_mix(key + np.uint64(row * n_slots + slot) * _GOLDEN) >> _S32)
 
 
 @njit(**SERIAL)
-def _kept(base, j, thr):
-    return (_mix(base + np.uint64(j) * _GOLDEN) >> _S11) >= thr
+def _kept(row_key, j, thr):
+    return _hash32(np.uint32(row_key + np.uint32(np.uint32(j) * _GOLDEN32))) >= thr
 
 
 @njit(**SERIAL)
@@ -72,12 +89,13 @@ def dropout_forward_(v, row0, slot, n_slots, key, rate):
     ``v`` holds batch rows ``row0 .. row0 + len(v)`` of slot ``slot``.
     """
     thr = _threshold(rate)
-    s = 1.0 / (1.0 - rate)
+    s = v.dtype.type(1.0 / (1.0 - rate))
+    zero = v.dtype.type(0.0)
     for i in range(v.shape[0]):
-        base = _row_base(key, row0 + i, slot, n_slots)
+        rk = _row_key(key, row0 + i, slot, n_slots)
         vi = v[i]
         for j in range(vi.shape[0]):
-            vi[j] = vi[j] * s if _kept(base, j, thr) else 0.0
+            vi[j] = vi[j] * (s if _kept(rk, j, thr) else zero)
 
 
 @njit(**SERIAL)
@@ -90,18 +108,18 @@ def dropout_backward_(g, a, row0, slot, n_slots, key, rate):
     stay 0, where ``g`` is 0 anyway).
     """
     thr = _threshold(rate)
-    s = 1.0 / (1.0 - rate)
-    keep = 1.0 - rate
+    s = g.dtype.type(1.0 / (1.0 - rate))
+    keep = a.dtype.type(1.0 - rate)
+    zero = g.dtype.type(0.0)
+    one = a.dtype.type(1.0)
     for i in range(g.shape[0]):
-        base = _row_base(key, row0 + i, slot, n_slots)
+        rk = _row_key(key, row0 + i, slot, n_slots)
         gi = g[i]
         ai = a[i]
         for j in range(gi.shape[0]):
-            if _kept(base, j, thr):
-                gi[j] = gi[j] * s
-                ai[j] = ai[j] * keep
-            else:
-                gi[j] = 0.0
+            kept = _kept(rk, j, thr)
+            gi[j] = gi[j] * (s if kept else zero)
+            ai[j] = ai[j] * (keep if kept else one)
 
 
 def keep_mask(n_rows: int, n_units: int, slot: int, n_slots: int, key: int, rate: float) -> np.ndarray:
