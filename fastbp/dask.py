@@ -25,7 +25,7 @@ Worker processes. Numba's ``omp`` threading layer is not fork-safe, so worker pr
 must be spawned, not forked. ``distributed`` spawns them by default (its
 ``distributed.worker.multiprocessing-method`` setting is ``"spawn"``); keep it that way.
 Each new worker process loads the compiled kernels from Numba's on-disk cache (compiling
-them on a cold cache, about 30 s): run one small ``fit`` in the driver first to fill it.
+them on a cold cache, about 45 s): run one small ``fit`` in the driver first to fill it.
 """
 
 from __future__ import annotations
