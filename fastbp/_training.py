@@ -39,28 +39,6 @@ class TrainingDivergedError(ArithmeticError):
         )
 
 
-def check_sample_weight(sample_weight: object, n: int, name: str = "sample_weight") -> np.ndarray | None:
-    """Finite, non-negative float64 weights of shape (n,), not all zero; None stays None."""
-    if sample_weight is None:
-        return None
-    try:
-        sw = np.asarray(sample_weight)
-    except Exception as exc:
-        raise TypeError(f"{name} must be array-like: {exc}") from None
-    if sw.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must hold real numbers, got dtype {sw.dtype}")
-    if sw.ndim != 1 or sw.shape[0] != n:
-        raise ValueError(f"{name} must have shape ({n},), got {sw.shape}")
-    sw = np.ascontiguousarray(sw, dtype=np.float64)
-    if not np.isfinite(sw).all():
-        raise ValueError(f"{name} contains NaN or infinity")
-    if (sw < 0).any():
-        raise ValueError(f"{name} must be >= 0, got a minimum of {sw.min()}")
-    if not sw.any():
-        raise ValueError(f"{name} is all zeros: nothing to learn from")
-    return sw
-
-
 def class_weight_rows(class_weight: object, labels: np.ndarray, n_classes: int) -> np.ndarray:
     """Per-row weights ``class_weight[labels[i]]`` (classes not listed weigh 1)."""
     if not isinstance(class_weight, Mapping):

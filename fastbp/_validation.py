@@ -162,3 +162,22 @@ def check_targets(
         raise ValueError(f"{name} must be in [0, 1] for binary_cross_entropy, got values in "
                          f"[{arr.min()}, {arr.max()}]")
     return arr
+
+
+def check_sample_weight(sample_weight: object, n: int, name: str = "sample_weight") -> np.ndarray | None:
+    """Finite, non-negative float64 weights of shape (n,), not all zero; None stays None."""
+    if sample_weight is None:
+        return None
+    sw = _as_array(sample_weight, name)
+    if sw.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {sw.dtype}")
+    if sw.ndim != 1 or sw.shape[0] != n:
+        raise ValueError(f"{name} must have shape ({n},), got {sw.shape}")
+    sw = np.ascontiguousarray(sw, dtype=np.float64)
+    if not np.isfinite(sw).all():
+        raise ValueError(f"{name} contains NaN or infinity")
+    if (sw < 0).any():
+        raise ValueError(f"{name} must be >= 0, got a minimum of {sw.min()}")
+    if not sw.any():
+        raise ValueError(f"{name} is all zeros: nothing to learn from")
+    return sw

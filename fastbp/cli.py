@@ -39,7 +39,6 @@ import io
 import math
 import os
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -487,8 +486,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
         loss, k = "cross_entropy", len(classes)
     else:
         loss, k = args.loss, 1 if y.ndim == 1 else y.shape[1]
-        if loss == "poisson" and "poisson" not in fb.LOSSES:
-            raise CLIError("--loss poisson needs a fastbp with the poisson loss")
         if loss == "poisson" and (y < 0).any():
             raise CLIError(f"{args.data}: --loss poisson needs targets >= 0")
     train_rows, val_rows = _split(len(y), args.validation_split, args.seed)
@@ -498,29 +495,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.lr is not None:
         optimizer = type(optimizer)(**{**optimizer.get_config(), "lr": args.lr})
     layers = [fb.Dense(units, activation=args.activation) for units in args.hidden] + [fb.Dense(k)]
-    model = fb.Sequential(layers, loss=loss, optimizer=optimizer, seed=args.seed, dtype=dtype)
+    model = fb.Sequential(layers, loss=loss, optimizer=optimizer, seed=args.seed, dtype=dtype,
+                          metrics=["accuracy"] if classifier else None)  # fmt: skip
     kind = f"{len(classes)}-class classification" if classifier else f"regression ({loss}, {k} output(s))"
     print(f"training on {len(y_train)} rows x {data.X.shape[1]} features ({len(y_val)} held out): {kind}, "
           f"layers {' -> '.join(str(n) for n in [data.X.shape[1], *args.hidden, k])}")  # fmt: skip
 
+    validation = {"validation_data": (X_val, y_val)} if len(y_val) else {}
     with threads:
-        start = time.perf_counter()
-        for epoch in range(args.epochs):
-            # one epoch per call: fit continues from the same weights, optimizer state and generator
-            try:
-                history = model.fit(X_train, y_train, epochs=1, batch_size=args.batch_size, verbose=0)
-            except getattr(fb, "TrainingDivergedError", ()) as exc:  # newer fastbp stops a diverging fit
-                raise CLIError(f"training diverged at epoch {epoch + 1} ({exc}); try a smaller --lr. "
-                               "Nothing was saved.") from None  # fmt: skip
-            loss_value = history.history["loss"][-1]
-            if not math.isfinite(loss_value):
-                raise CLIError(f"training diverged at epoch {epoch + 1} (loss {loss_value}); try a smaller --lr. "
-                               "Nothing was saved.")  # fmt: skip
-            if not args.quiet:
-                line = f"epoch {epoch + 1}/{args.epochs} - loss: {loss_value:.4f}"
-                if len(y_val):
-                    line += " - " + _fmt_scores(_scores(model, X_val, y_val, classifier), "val_")
-                print(f"{line} - {time.perf_counter() - start:.1f}s", flush=True)
+        try:  # verbose=2: fit prints one line per epoch, with the validation scores
+            model.fit(X_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
+                      verbose=0 if args.quiet else 2, **validation)  # fmt: skip
+        except fb.TrainingDivergedError as exc:
+            raise CLIError(f"training diverged at epoch {exc.epoch + 1}, batch {exc.batch + 1}; try a smaller "
+                           "--lr. Nothing was saved.") from None  # fmt: skip
         final = _fmt_scores(_scores(model, X_train, y_train, classifier))
         if len(y_val):
             final += " - " + _fmt_scores(_scores(model, X_val, y_val, classifier), "val_")

@@ -188,16 +188,11 @@ def _partitions(coll: object) -> list:
     return list(parts)
 
 
-def _writeable(arr: np.ndarray) -> np.ndarray:
-    """``arr``, copied if it is read-only. Numba types read-only arrays apart: pandas'
-    copy-on-write ``to_numpy()`` results and buffers received from another worker would
-    each compile (and cache) every training kernel a second time."""
-    return arr if arr.flags.writeable else arr.copy()
-
-
 def _to_numpy(part: object) -> np.ndarray:
-    """A computed partition (ndarray, pandas DataFrame or Series) as a writeable ndarray."""
-    return _writeable(part if isinstance(part, np.ndarray) else np.asarray(part.to_numpy()))
+    """A computed partition (ndarray, pandas DataFrame or Series) as an ndarray. It may be
+    read-only (pandas' copy-on-write ``to_numpy()``, buffers from another worker): the
+    model's input validation copies such arrays once."""
+    return part if isinstance(part, np.ndarray) else np.asarray(part.to_numpy())
 
 
 def _check_seed(seed: object) -> int | None:
@@ -428,7 +423,7 @@ def _train_partition(
     model._v[...] = v
     model._step = step
     model._rng = np.random.default_rng([seed, round_index, part])
-    X, y = (_writeable(a) for a in pair)
+    X, y = pair
     if window is not None:
         idx = _window(X.shape[0], window, round_index * window, shuffle, seed, part)
         X, y = X[idx], y[idx]

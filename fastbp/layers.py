@@ -126,7 +126,8 @@ class Dropout:
 
     The masks are drawn from the model's seed, and the same seed gives the same masks
     whatever the thread count (see ``fastbp.kernels.dropout``). It runs inside the compiled
-    training step, fused with the layer it follows (measured: no visible cost per epoch). A model may not end with Dropout.
+    training step, fused with the layer it follows (measured: no visible cost per epoch). A
+    model may not end with Dropout.
 
     Parameters
     ----------

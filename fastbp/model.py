@@ -16,11 +16,19 @@ from ._threads import compute_threads
 from ._training import (
     Progress,
     TrainingDivergedError,
-    check_sample_weight,
     class_weight_rows,
     split_validation,
 )
-from ._validation import _as_array, _convert, check_dtype, check_int, check_labels, check_targets, check_X
+from ._validation import (
+    _as_array,
+    _convert,
+    check_dtype,
+    check_int,
+    check_labels,
+    check_sample_weight,
+    check_targets,
+    check_X,
+)
 from .callbacks import Callback
 from .kernels import engine
 from .kernels.activations import NEEDS_Z

@@ -74,7 +74,8 @@ from sklearn.utils import check_random_state, column_or_1d
 from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._training import TrainingDivergedError, check_sample_weight
+from ._training import TrainingDivergedError
+from ._validation import check_sample_weight
 from .kernels.activations import ACTIVATIONS
 from .layers import Dense, Dropout
 from .model import Sequential
@@ -335,7 +336,8 @@ class _BaseMLP(BaseEstimator):
         # warm_start and partial_fit keep the network's dtype
         dtype = p.dtype if first_pass else self._model.dtype
         X, Y = self._validate_input(X, y, incremental, reset=first_pass, dtype=dtype)
-        # a read-only array (a memmap) is another Numba type: a second compile of every kernel
+        # copy a read-only array (a memmap) once here, not at every epoch's fit: Numba only
+        # takes writeable arrays, and fastbp's input validation would copy it each time
         X, Y = (a if a.flags.writeable else a.copy() for a in (X, Y))
         sw = check_sample_weight(sample_weight, X.shape[0])
         dtype = X.dtype
@@ -544,9 +546,7 @@ class _BaseMLP(BaseEstimator):
         model = self._network()
         X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32), order="C")
         out_dtype = X.dtype
-        if X.dtype != model.dtype or not X.flags.writeable:
-            X = np.array(X, dtype=model.dtype)
-        return model.predict(X).astype(out_dtype, copy=False)
+        return model.predict(X).astype(out_dtype, copy=False)  # predict converts X to the model's dtype
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
