@@ -57,6 +57,14 @@ SERIAL: dict = {"cache": CACHE, "fastmath": FASTMATH, "nogil": True, "error_mode
 #: Options for kernels that split their work with ``prange``.
 PARALLEL: dict = SERIAL | {"parallel": True}
 
+#: Options for small helpers, inlined into their callers at Numba's IR level. Numba
+#: compiles every jitted function on its own and then again inside each caller's module
+#: (LLVM optimisation and machine code for the whole call tree, at every level), so a
+#: thin helper such as a reshape adds a compile level to everything below it. Loops that
+#: carry real work stay separate functions: inlining everything made one huge function
+#: and a cold first ``fit`` took 71 s instead of 44 s (measured).
+INLINE: dict = SERIAL | {"inline": "always"}
+
 #: Fewest batch rows a thread is given in training; below this the split costs more
 #: (a barrier and a separate packing of each weight matrix) than it saves.
 MIN_ROWS_PER_BLOCK: int = 16

@@ -18,7 +18,7 @@ import math
 
 from numba import njit
 
-from .._config import SERIAL
+from .._config import INLINE, SERIAL
 
 IDENTITY, SIGMOID, TANH, RELU, LEAKY_RELU, ELU, GELU, SOFTPLUS, SILU = range(9)
 
@@ -46,7 +46,7 @@ _INV_SQRT2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
-@njit(**SERIAL)
+@njit(**INLINE)
 def sigmoid(x):
     """Logistic function, stable for any |x| (never exponentiates a positive number)."""
     if x >= 0:
@@ -55,7 +55,7 @@ def sigmoid(x):
     return e / (1.0 + e)
 
 
-@njit(**SERIAL)
+@njit(**INLINE)
 def softplus(x):
     """log(1 + e^x) as max(x, 0) + log1p(e^-|x|): no overflow for large |x|."""
     return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
@@ -71,7 +71,7 @@ _TANH_P = (0.999999994419998, 10.602742328443094, 20.40761210088928, 5.964144052
 _TANH_Q = (1.0, 37.602738025265374, 160.8820937786519, 135.8158499355691)
 
 
-@njit(**SERIAL)
+@njit(**INLINE)
 def tanh_f32(x):
     """tanh for float32 outputs: a rational approximation, relative error <= 2.1e-8."""
     x = min(max(float(x), -_TANH_CLIP), _TANH_CLIP)
@@ -83,7 +83,7 @@ def tanh_f32(x):
     return x * num / den
 
 
-@njit(**SERIAL)
+@njit(**INLINE)
 def _f(act, z):
     """a = f(z) for one element."""
     if act == IDENTITY:
@@ -106,7 +106,7 @@ def _f(act, z):
     return z * sigmoid(z)
 
 
-@njit(**SERIAL)
+@njit(**INLINE)
 def _df(act, a, z):
     """f'(z) for one element, from the output ``a`` where possible (``z`` is ignored then)."""
     if act == IDENTITY:

@@ -13,11 +13,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .._config import SERIAL
+from .._config import INLINE
 from .activations import act_backward_, bias_act_
 
 
-@njit(**SERIAL)
+@njit(**INLINE)
 def dense_forward(x, w, b, act, z, a):
     """z = x @ w + b, a = f(z): GEMM, then bias and activation fused in one pass.
 
@@ -28,7 +28,7 @@ def dense_forward(x, w, b, act, z, a):
     bias_act_(z, b, act, a)
 
 
-@njit(**SERIAL)
+@njit(**INLINE)
 def column_sums(delta, out):
     """out[j] = sum_i delta[i, j] (the bias gradient); rows outer for contiguous reads."""
     n, m = delta.shape
@@ -39,7 +39,7 @@ def column_sums(delta, out):
             out[j] += delta[i, j]
 
 
-@njit(**SERIAL)
+@njit(**INLINE)
 def dense_backward(x, w, a, z, act, g, dw, db, dx, need_dx):
     """Backward pass of one dense layer over a row block.
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .._config import SERIAL
+from .._config import INLINE, SERIAL
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -44,14 +44,14 @@ _T15 = np.uint32(15)
 _TWO32 = 4294967296.0
 
 
-@njit(**SERIAL)
+@njit(**INLINE)
 def _mix(z):
     z = (z ^ (z >> _S30)) * _M1
     z = (z ^ (z >> _S27)) * _M2
     return z ^ (z >> _S31)
 
 
-@njit(**SERIAL)
+@njit(**INLINE)
 def _hash32(x):
     # every step cast back to uint32: Numba widens uint32 arithmetic to 64 bits
     x = np.uint32(x ^ (x >> _T16))
@@ -61,23 +61,23 @@ def _hash32(x):
     return np.uint32(x ^ (x >> _T16))
 
 
-@njit(**SERIAL)
+@njit(**INLINE)
 def step_key(seed, step):
     """The mask key of optimizer step ``step`` for an epoch seeded with ``seed`` (uint64)."""
     return _mix(seed + np.uint64(step) * _GOLDEN)
 
 
-@njit(**SERIAL)
+@njit(**INLINE)
 def _threshold(rate):
     return np.uint32(rate * _TWO32)
 
 
-@njit(**SERIAL)
+@njit(**INLINE)
 def _row_key(key, row, slot, n_slots):
     return np.uint32(_mix(key + np.uint64(row * n_slots + slot) * _GOLDEN) >> _S32)
 
 
-@njit(**SERIAL)
+@njit(**INLINE)
 def _kept(row_key, j, thr):
     return _hash32(np.uint32(row_key + np.uint32(np.uint32(j) * _GOLDEN32))) >= thr
 

@@ -36,7 +36,7 @@ import math
 
 from numba import njit
 
-from .._config import SERIAL
+from .._config import INLINE, SERIAL
 from .activations import sigmoid, softplus
 
 CROSS_ENTROPY, BINARY_CROSS_ENTROPY, MSE, HUBER, POISSON = range(5)
@@ -57,7 +57,7 @@ HUBER_DELTA = 1.0
 POISSON_MAX_LOG = 50.0
 
 
-@njit(**SERIAL)
+@njit(**INLINE)
 def _softmax_row(a, i, p):
     """p[i] = softmax(a[i]); returns log(sum(exp(a[i] - max))) + max = logsumexp(a[i])."""
     k = a.shape[1]
@@ -76,7 +76,7 @@ def _softmax_row(a, i, p):
     return math.log(s) + mx
 
 
-@njit(**SERIAL)
+@njit(**INLINE)
 def _row_weight(sw, i):
     """Weight of row ``i``: ``sw[i]``, or 1 when ``sw`` is empty (no sample weights)."""
     return sw[i] if sw.shape[0] > 0 else 1.0

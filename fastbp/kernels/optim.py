@@ -39,7 +39,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .._config import PARALLEL, SERIAL
+from .._config import INLINE, PARALLEL, SERIAL
 
 SGD, ADAM, ADAMW, RMSPROP = range(4)
 
@@ -61,7 +61,7 @@ SERIAL_CHUNKS = 5
 _LR, _H1, _H2, _EPS, _WD, _STEP_SIZE, _INV_SQRT_BC2, _ONE_M_H1, _ONE_M_H2, _ZERO, _KEEP, _ONE = range(N_COEF)
 
 
-@njit(**SERIAL)
+@njit(**INLINE)
 def _coefficients(opt, hyper, step, coef):
     """Fill ``coef`` (parameters' dtype) from ``hyper`` (float64) for step ``step``."""
     lr, h1, h2, eps, wd = hyper[0], hyper[1], hyper[2], hyper[3], hyper[4]
@@ -83,7 +83,7 @@ def _coefficients(opt, hyper, step, coef):
         coef[_INV_SQRT_BC2] = 1.0
 
 
-@njit(**SERIAL)
+@njit(**INLINE)
 def _sum_partials_(gpart, nparts, lo, hi):
     """gpart[0, lo:hi] += gpart[t, lo:hi] for t = 1 .. nparts-1, in that order."""
     # loops over slices from 0: an index starting at an arbitrary lo would keep Numba's
@@ -195,7 +195,9 @@ def reduce_partials(gpart, nparts, out):
         lo = c * CHUNK
         hi = min(P, lo + CHUNK)
         o = out[lo:hi]
-        o[:] = gpart[0, lo:hi]
+        g0 = gpart[0, lo:hi]
+        for i in range(hi - lo):
+            o[i] = g0[i]
         for t in range(1, nparts):
             gt = gpart[t, lo:hi]
             for i in range(hi - lo):
@@ -241,7 +243,7 @@ def sum_partials_sq(gpart, nparts, sq):
     return total
 
 
-@njit(**SERIAL)
+@njit(**INLINE)
 def scale_(g, factor):
     """g *= factor, in place (gradient clipping)."""
     for i in range(g.shape[0]):
