@@ -13,7 +13,8 @@ first-epoch loss must match fastbp's and NumPy's; the runner checks it.
   ``torch.set_num_threads(n)`` threads.
 - **jax**: a whole epoch compiled into one call (``jax.jit`` over ``jax.lax.scan`` across
   the batches), float32, with SGD-momentum and Adam written in ``jax.numpy`` (optax is not
-  assumed). XLA picks its own CPU thread count when JAX starts; it cannot be changed after.
+  assumed), on the CPU backend even where a GPU is present. XLA picks its own CPU thread
+  count when JAX starts; it cannot be changed after.
 
 A runner is a callable doing one epoch of training (returning the epoch's mean loss, as
 fastbp's ``History``) or, for a forward-only workload, one forward pass over all rows
@@ -151,6 +152,23 @@ def _torch_runner(w: Workload, weights: list[np.ndarray], hyper: dict, X: np.nda
 # ---------------------------------------------------------------------------- JAX
 def _jax_runner(w: Workload, weights: list[np.ndarray], hyper: dict, X: np.ndarray,
                 y: np.ndarray) -> Callable[[], object]:  # fmt: skip
+    """JAX on its CPU backend, also where a GPU is present (jaxlib with CUDA uses the GPU
+    by default, which timed the GPU in a CPU benchmark)."""
+    import jax
+
+    cpu = jax.devices("cpu")[0]
+    with jax.default_device(cpu):
+        run = _jax_build(w, weights, hyper, X, y)
+
+    def on_cpu() -> object:
+        with jax.default_device(cpu):
+            return run()
+
+    return on_cpu
+
+
+def _jax_build(w: Workload, weights: list[np.ndarray], hyper: dict, X: np.ndarray,
+               y: np.ndarray) -> Callable[[], object]:  # fmt: skip
     import jax
     import jax.numpy as jnp
 
