@@ -69,6 +69,18 @@ INLINE: dict = SERIAL | {"inline": "always"}
 #: (a barrier and a separate packing of each weight matrix) than it saves.
 MIN_ROWS_PER_BLOCK: int = 16
 
+#: Training uses the column split (``kernels/columns.py``) when a batch gives each thread
+#: fewer rows than this and the widest hidden layer has at least
+#: :data:`COLUMN_SPLIT_MIN_WIDTH` units; else the row split. Measured on 2 cores (epoch
+#: time, column split / row split): 784-512-256-10 at batch 32 0.89-0.90, at batch 64
+#: 1.03, at batch 128 1.12; 64-128-64-10 at batch 32 1.10-1.19. On a 16-core Xeon (the
+#: GEMMs alone, 784-512-256-10) the column split won from 32 rows per thread down: 6x
+#: faster at batch 32 on 8 threads, 2.6x at batch 128 on 8 threads.
+COLUMN_SPLIT_ROWS: int = 32
+
+#: See :data:`COLUMN_SPLIT_ROWS`.
+COLUMN_SPLIT_MIN_WIDTH: int = 256
+
 #: Rows per thread-local chunk in ``predict``/``evaluate``.
 PREDICT_CHUNK: int = 256
 

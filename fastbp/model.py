@@ -30,7 +30,7 @@ from ._validation import (
     check_X,
 )
 from .callbacks import Callback
-from .kernels import engine
+from .kernels import columns, engine
 from .kernels.activations import NEEDS_Z
 from .kernels.losses import BINARY_CROSS_ENTROPY, CROSS_ENTROPY, LOSSES, POISSON, link_
 from .kernels.optim import N_COEF, n_chunks, reduce_partials
@@ -104,6 +104,19 @@ class _Plan:
 
     def net(self) -> tuple:
         return self.sizes, self.acts, self.woff, self.boff, self.coff
+
+
+def _column_split(sizes: np.ndarray, rows: int, n_threads: int) -> bool:
+    """Whether training batches of ``rows`` rows use the column split (``kernels/columns.py``)
+    rather than the row split: for small batches through wide hidden layers, where the row
+    split would leave each thread a few rows against every whole weight matrix."""
+    hidden = sizes[1:-1]
+    return (
+        n_threads > 1
+        and hidden.shape[0] > 0
+        and rows < _config.COLUMN_SPLIT_ROWS * n_threads
+        and int(hidden.max()) >= _config.COLUMN_SPLIT_MIN_WIDTH
+    )
 
 
 class Sequential:
@@ -494,17 +507,25 @@ class Sequential:
             with compute_threads() as n_threads:
                 ws = self._workspace_for(rows, n_threads)
                 mpart = ws["mpart"] if self.metrics else ws["mpart"][:0]
+                cols = _column_split(plan.sizes, rows, n_threads)
                 b = 0
                 seg = self._segment_batches
                 while b < n_batches:
                     b1 = min(n_batches, b + seg)
                     t0 = time.perf_counter()
-                    self._step, bad = engine.train_batches(
-                        X, yi, yf, swk, order, b, b1, batch_size, n_threads, _config.MIN_ROWS_PER_BLOCK,
+                    args = (
                         self._theta, *plan.net(), self._loss, plan.drop, seed, opt.code, hyper, clipnorm,
                         self._step, self._m, self._v, ws["coef"], plan.n_weights, ws["xb"], ws["ybi"], ws["ybf"],
                         ws["wb"], ws["abuf"], ws["zbuf"], ws["gbuf"], ws["gpart"], ws["lpart"], mpart, ws["sq"], acc,
                     )  # fmt: skip
+                    if cols:
+                        self._step, bad = columns.train_batches_cols(
+                            X, yi, yf, swk, order, b, b1, batch_size, n_threads, *args
+                        )  # fmt: skip
+                    else:
+                        self._step, bad = engine.train_batches(
+                            X, yi, yf, swk, order, b, b1, batch_size, n_threads, _config.MIN_ROWS_PER_BLOCK, *args
+                        )  # fmt: skip
                     if bad >= 0:
                         raise TrainingDivergedError(epoch, int(bad), history)
                     # size the next segment to take about SEGMENT_SECONDS

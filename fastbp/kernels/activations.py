@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from numba import njit
 
 from .._config import INLINE, SERIAL
@@ -134,8 +135,8 @@ def _df(act, a, z):
 
 
 @njit(**SERIAL)
-def bias_act_(z, b, act, a):
-    """z += b (row-broadcast), then a = f(z), in one pass.
+def bias_act_cols_(z, b, act, a, c0, c1):
+    """z += b (row-broadcast), then a = f(z), in one pass, on columns ``c0:c1``.
 
     Parameters
     ----------
@@ -146,50 +147,53 @@ def bias_act_(z, b, act, a):
         Activation code from :data:`ACTIVATIONS`.
     a : ndarray of shape (n, m)
         Written with ``f(z)``. May alias ``z`` when ``act`` is not in :data:`NEEDS_Z`.
+    c0, c1 : int
+        The columns to work on (the engine's column split gives each thread its own);
+        :func:`bias_act_` does them all.
 
     The piecewise-linear activations have their own loops with constants in the arrays'
     dtype, which LLVM vectorises; the others call the element formula ``_f`` (their
     ``exp``/``tanh``/``erf`` are scalar library calls either way).
     """
-    n, m = z.shape
+    n = z.shape[0]
     zero = z.dtype.type(0)
     if act == IDENTITY:
         for i in range(n):
-            for j in range(m):
+            for j in range(c0, c1):
                 v = z[i, j] + b[j]
                 z[i, j] = v
                 a[i, j] = v
     elif act == RELU:
         for i in range(n):
-            for j in range(m):
+            for j in range(c0, c1):
                 v = z[i, j] + b[j]
                 z[i, j] = v
                 a[i, j] = v if v > zero else zero
     elif act == LEAKY_RELU:
         slope = z.dtype.type(LEAKY_SLOPE)
         for i in range(n):
-            for j in range(m):
+            for j in range(c0, c1):
                 v = z[i, j] + b[j]
                 z[i, j] = v
                 a[i, j] = v if v > zero else slope * v
     elif act == TANH and z.itemsize == 4:
         # float32: the vectorisable rational tanh (float64 keeps libm's, for its accuracy)
         for i in range(n):
-            for j in range(m):
+            for j in range(c0, c1):
                 v = z[i, j] + b[j]
                 z[i, j] = v
                 a[i, j] = tanh_f32(v)
     else:
         for i in range(n):
-            for j in range(m):
+            for j in range(c0, c1):
                 v = z[i, j] + b[j]
                 z[i, j] = v
                 a[i, j] = _f(act, v)
 
 
 @njit(**SERIAL)
-def act_backward_(g, a, z, act):
-    """g *= f'(z): turns dL/da into delta = dL/dz, in place.
+def act_backward_cols_(g, a, z, act, c0, c1):
+    """g *= f'(z): turns dL/da into delta = dL/dz, in place, on columns ``c0:c1``.
 
     Parameters
     ----------
@@ -201,46 +205,60 @@ def act_backward_(g, a, z, act):
         The pre-activation; read only for codes in :data:`NEEDS_Z`, so any array (even
         ``a``) may be passed for the others.
     act : int
+    c0, c1 : int
+        The columns to work on; :func:`act_backward_` does them all.
 
     Each activation whose derivative is arithmetic on ``a`` has its own loop, with
     constants in the arrays' dtype, which LLVM vectorises (a select, not a branch, for the
     piecewise ones); softplus, gelu and silu need ``exp``/``erf`` per element.
     """
-    n, m = g.shape
+    n = g.shape[0]
     zero = g.dtype.type(0)
     one = g.dtype.type(1)
     if act == IDENTITY:
         return
     if act == SIGMOID:
         for i in range(n):
-            for j in range(m):
+            for j in range(c0, c1):
                 g[i, j] *= a[i, j] * (one - a[i, j])
     elif act == TANH:
         for i in range(n):
-            for j in range(m):
+            for j in range(c0, c1):
                 g[i, j] *= one - a[i, j] * a[i, j]
     elif act == RELU:
         for i in range(n):
-            for j in range(m):
+            for j in range(c0, c1):
                 g[i, j] = g[i, j] if a[i, j] > zero else zero
     elif act == LEAKY_RELU:
         slope = g.dtype.type(LEAKY_SLOPE)
         for i in range(n):
-            for j in range(m):
+            for j in range(c0, c1):
                 g[i, j] *= one if a[i, j] > zero else slope
     elif act == ELU:
         # for z <= 0, a = e^z - 1, so f'(z) = e^z = a + 1; a > 0 exactly when z > 0
         for i in range(n):
-            for j in range(m):
+            for j in range(c0, c1):
                 g[i, j] *= one if a[i, j] > zero else a[i, j] + one
     elif act in (GELU, SILU):
         for i in range(n):
-            for j in range(m):
+            for j in range(c0, c1):
                 g[i, j] *= _df(act, a[i, j], z[i, j])
     else:  # SOFTPLUS
         for i in range(n):
-            for j in range(m):
+            for j in range(c0, c1):
                 g[i, j] *= _df(act, a[i, j], a[i, j])
+
+
+@njit(**INLINE)
+def bias_act_(z, b, act, a):
+    """z += b, then a = f(z), on every column: :func:`bias_act_cols_` over all of them."""
+    bias_act_cols_(z, b, act, a, np.int64(0), np.int64(z.shape[1]))
+
+
+@njit(**INLINE)
+def act_backward_(g, a, z, act):
+    """g *= f'(z) on every column: :func:`act_backward_cols_` over all of them."""
+    act_backward_cols_(g, a, z, act, np.int64(0), np.int64(g.shape[1]))
 
 
 @njit(**SERIAL)
@@ -273,6 +291,8 @@ __all__ = [
     "RELU_LIKE",
     "activation_code",
     "act_backward_",
+    "act_backward_cols_",
     "bias_act_",
+    "bias_act_cols_",
     "activation_forward",
 ]

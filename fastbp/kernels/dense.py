@@ -29,13 +29,16 @@ def dense_forward(x, w, b, act, z, a):
 
 
 @njit(**INLINE)
-def column_sums(delta, out):
-    """out[j] = sum_i delta[i, j] (the bias gradient); rows outer for contiguous reads."""
+def column_sums(delta, out, c0=0, c1=-1):
+    """out[j] = sum_i delta[i, j] (the bias gradient) for columns ``c0:c1`` (all by
+    default); rows outer for contiguous reads."""
     n, m = delta.shape
-    for j in range(m):
+    if c1 < 0:
+        c1 = m
+    for j in range(c0, c1):
         out[j] = 0
     for i in range(n):
-        for j in range(m):
+        for j in range(c0, c1):
             out[j] += delta[i, j]
 
 

@@ -83,10 +83,11 @@ def _kept(row_key, j, thr):
 
 
 @njit(**SERIAL)
-def dropout_forward_(v, row0, slot, n_slots, key, rate):
-    """In place: ``v[i, j] = v[i, j] / (1 - rate)`` if kept, else 0.
+def dropout_forward_cols_(v, row0, slot, n_slots, key, rate, c0, c1):
+    """In place: ``v[i, j] = v[i, j] / (1 - rate)`` if kept, else 0, for columns ``c0:c1``.
 
-    ``v`` holds batch rows ``row0 .. row0 + len(v)`` of slot ``slot``.
+    ``v`` holds batch rows ``row0 .. row0 + len(v)`` of slot ``slot``; column ``j`` is
+    unit ``j``, so a thread given a column block draws the same mask as one given rows.
     """
     thr = _threshold(rate)
     s = v.dtype.type(1.0 / (1.0 - rate))
@@ -94,18 +95,24 @@ def dropout_forward_(v, row0, slot, n_slots, key, rate):
     for i in range(v.shape[0]):
         rk = _row_key(key, row0 + i, slot, n_slots)
         vi = v[i]
-        for j in range(vi.shape[0]):
+        for j in range(c0, c1):
             vi[j] = vi[j] * (s if _kept(rk, j, thr) else zero)
 
 
+@njit(**INLINE)
+def dropout_forward_(v, row0, slot, n_slots, key, rate):
+    """:func:`dropout_forward_cols_` on every column of ``v``."""
+    dropout_forward_cols_(v, row0, slot, n_slots, key, rate, np.int64(0), np.int64(v.shape[1]))
+
+
 @njit(**SERIAL)
-def dropout_backward_(g, a, row0, slot, n_slots, key, rate):
-    """Undo the mask of :func:`dropout_forward_` for the backward pass, in place.
+def dropout_backward_cols_(g, a, row0, slot, n_slots, key, rate, c0, c1):
+    """Undo the mask of :func:`dropout_forward_cols_` for the backward pass, in place.
 
     ``g`` holds dL/d(masked a) on entry and dL/da on exit (``g / (1 - rate)`` where the
     unit was kept, 0 where it was dropped); the stored masked output ``a`` is scaled back
     by ``1 - rate`` so the activation derivative can be computed from it (dropped units
-    stay 0, where ``g`` is 0 anyway).
+    stay 0, where ``g`` is 0 anyway). Columns ``c0:c1`` only.
     """
     thr = _threshold(rate)
     s = g.dtype.type(1.0 / (1.0 - rate))
@@ -116,10 +123,16 @@ def dropout_backward_(g, a, row0, slot, n_slots, key, rate):
         rk = _row_key(key, row0 + i, slot, n_slots)
         gi = g[i]
         ai = a[i]
-        for j in range(gi.shape[0]):
+        for j in range(c0, c1):
             kept = _kept(rk, j, thr)
             gi[j] = gi[j] * (s if kept else zero)
             ai[j] = ai[j] * (keep if kept else one)
+
+
+@njit(**INLINE)
+def dropout_backward_(g, a, row0, slot, n_slots, key, rate):
+    """:func:`dropout_backward_cols_` on every column of ``g``."""
+    dropout_backward_cols_(g, a, row0, slot, n_slots, key, rate, np.int64(0), np.int64(g.shape[1]))
 
 
 def keep_mask(n_rows: int, n_units: int, slot: int, n_slots: int, key: int, rate: float) -> np.ndarray:

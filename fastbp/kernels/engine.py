@@ -108,6 +108,69 @@ def n_blocks(n_rows, n_threads, min_rows):
     return max(1, min(n_threads, n_rows // min_rows))
 
 
+@njit(**INLINE)
+def gather_rows_(X, yi, yf, sw, rows, r0, r1, loss, drop, key, L, xb, ybi, ybf, wb):
+    """Rows ``r0:r1`` of the batch ``X[rows]`` (and their targets and sample weights) into
+    the batch buffers, so shuffling never copies the data set; then the input's dropout
+    mask, if any. Element loops: an array slice assignment would compile Numba's
+    shape-mismatch message formatting, seconds of cold compile."""
+    for r in range(r0, r1):
+        src = rows[r]
+        for j in range(X.shape[1]):
+            xb[r, j] = X[src, j]
+        if loss == CROSS_ENTROPY:
+            ybi[r] = yi[src]
+        else:
+            for j in range(yf.shape[1]):
+                ybf[r, j] = yf[src, j]
+        if sw.shape[0] > 0:
+            wb[r] = sw[src]
+    if drop.shape[0] > 0 and drop[0] > 0:
+        dropout_forward_(xb[r0:r1], r0, np.int64(0), L + 1, key, drop[0])
+
+
+@njit(**INLINE)
+def batch_weight(sw, rows):
+    """Total sample weight of the batch ``rows`` (its row count without weights)."""
+    if sw.shape[0] == 0:
+        return float(rows.shape[0])
+    wsum = 0.0
+    for r in range(rows.shape[0]):
+        wsum += sw[rows[r]]
+    return wsum
+
+
+@njit(**INLINE)
+def finish_step(
+    nparts, nl, wsum, loss, k, clipnorm, opt, hyper, step, theta, m, v, coef, n_decay, gpart, lpart,
+    mpart, sq, acc,
+):  # fmt: skip
+    """After a batch's gradients: sum the ``nparts`` partial gradients and their squared
+    norm (``optim.sum_partials_sq``), check that the loss (``lpart[:nl]``) and the gradient
+    are finite, clip the gradient to global norm ``clipnorm`` (when > 0), update the
+    parameters and add the batch's loss, weight and metric sums (``mpart[:nl]``) to ``acc``.
+    Returns ``(ok, step)``; nothing is updated when not ok."""
+    lsum = 0.0
+    for t in range(nl):
+        lsum += lpart[t]
+    gsq = sum_partials_sq(gpart, nparts, sq)
+    if not (np.isfinite(lsum) and np.isfinite(gsq)):
+        return False, step
+    if clipnorm > 0:
+        norm = np.sqrt(gsq)
+        if norm > clipnorm:
+            scale_(gpart[0], clipnorm / (norm + 1e-6))
+    step += 1
+    optimizer_step_(theta, gpart, 1, n_decay, opt, hyper, step, m, v, coef)
+    acc[0] += lsum if loss == CROSS_ENTROPY else lsum / k
+    acc[1] += wsum
+    if mpart.shape[0] > 0:
+        for t in range(nl):
+            for j in range(3):
+                acc[2 + j] += mpart[t, j]
+    return True, step
+
+
 @njit(**SERIAL)
 def block_gradients_(
     t, nb, X, yi, yf, sw, rows, wsum, theta, sizes, acts, woff, boff, coff, loss, drop, key,
@@ -130,19 +193,7 @@ def block_gradients_(
     r0 = t * B // nb
     r1 = (t + 1) * B // nb
     weighted = sw.shape[0] > 0
-    for r in range(r0, r1):
-        src = rows[r]
-        for j in range(X.shape[1]):
-            xb[r, j] = X[src, j]
-        if loss == CROSS_ENTROPY:
-            ybi[r] = yi[src]
-        else:
-            for j in range(yf.shape[1]):
-                ybf[r, j] = yf[src, j]
-        if weighted:
-            wb[r] = sw[src]
-    if drop.shape[0] > 0 and drop[0] > 0:
-        dropout_forward_(xb[r0:r1], r0, np.int64(0), L + 1, key, drop[0])
+    gather_rows_(X, yi, yf, sw, rows, r0, r1, loss, drop, key, L, xb, ybi, ybf, wb)
     _forward_rows(xb, r0, r1, theta, sizes, acts, woff, boff, coff, R, abuf, zbuf, drop, key)
     out = _region(abuf, R, coff, sizes, L - 1)[r0:r1]
     gout = _region(gbuf, R, coff, sizes, L - 1)[r0:r1]
@@ -200,20 +251,14 @@ def train_batches(
     """
     N = order.shape[0]
     k = sizes[sizes.shape[0] - 1]
-    weighted = sw.shape[0] > 0
     for bi in range(b0, b1):
         s = bi * batch_size
         e = min(N, s + batch_size)
         rows = order[s:e]
         B = e - s
-        wsum = 0.0
-        if weighted:
-            for r in range(B):
-                wsum += sw[rows[r]]
-            if wsum == 0.0:
-                continue  # every row has weight 0: nothing to learn, no step
-        else:
-            wsum = float(B)
+        wsum = batch_weight(sw, rows)
+        if wsum == 0.0:
+            continue  # every row has weight 0: nothing to learn, no step
         nb = n_blocks(B, n_threads, min_rows)
         key = step_key(seed, step + 1)
         for t in prange(nb):
@@ -221,24 +266,12 @@ def train_batches(
                 np.int64(t), nb, X, yi, yf, sw, rows, wsum, theta, sizes, acts, woff, boff, coff, loss, drop,
                 key, xb, ybi, ybf, wb, abuf, zbuf, gbuf, gpart, lpart, mpart,
             )  # fmt: skip
-        lsum = 0.0
-        for t in range(nb):
-            lsum += lpart[t]
-        gsq = sum_partials_sq(gpart, nb, sq)
-        if not (np.isfinite(lsum) and np.isfinite(gsq)):
+        ok, step = finish_step(
+            nb, nb, wsum, loss, k, clipnorm, opt, hyper, step, theta, m, v, coef, n_decay, gpart, lpart,
+            mpart, sq, acc,
+        )  # fmt: skip
+        if not ok:
             return step, bi
-        if clipnorm > 0:
-            norm = np.sqrt(gsq)
-            if norm > clipnorm:
-                scale_(gpart[0], clipnorm / (norm + 1e-6))
-        step += 1
-        optimizer_step_(theta, gpart, 1, n_decay, opt, hyper, step, m, v, coef)
-        acc[0] += lsum if loss == CROSS_ENTROPY else lsum / k
-        acc[1] += wsum
-        if mpart.shape[0] > 0:
-            for t in range(nb):
-                for j in range(3):
-                    acc[2 + j] += mpart[t, j]
     return step, np.int64(-1)
 
 

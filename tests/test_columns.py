@@ -1,0 +1,235 @@
+"""The column split of training (``fastbp/kernels/columns.py``) and its BLAS call.
+
+The column split must train exactly what the row split trains (which the gradient checks
+in ``test_gradients.py`` pin down), up to the order of floating-point sums; its column-range
+kernels must touch only their columns; ``gemm`` must equal NumPy on strided views.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastbp as fb
+import fastbp.model as fbmodel
+from fastbp import _config
+from fastbp.kernels.activations import (
+    ACTIVATIONS,
+    NEEDS_Z,
+    act_backward_,
+    act_backward_cols_,
+    bias_act_,
+    bias_act_cols_,
+)
+from fastbp.kernels.blas import gemm
+from fastbp.kernels.dropout import dropout_backward_, dropout_backward_cols_, dropout_forward_, dropout_forward_cols_
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+@pytest.fixture
+def two_threads():
+    """Train on 2 threads (the splits differ only with more than one), then restore."""
+    before = fb.get_num_threads()
+    fb.set_num_threads(2)
+    yield
+    fb.set_num_threads(before)
+
+
+@pytest.fixture
+def split(monkeypatch):
+    """split(True/False): force the column / row split for training."""
+
+    def force(columns: bool) -> None:
+        monkeypatch.setattr(fbmodel, "_column_split", lambda *args: columns)
+
+    return force
+
+
+def _data(rng, n=90, d=7):
+    X = rng.standard_normal((n, d))
+    return (
+        X,
+        {
+            "cross_entropy": rng.integers(0, 3, n),
+            "mse": rng.standard_normal((n, 2)),
+            "binary_cross_entropy": (rng.random((n, 2)) > 0.5).astype(float),
+            "huber": 3 * rng.standard_normal((n, 2)),
+            "poisson": rng.poisson(2.0, (n, 2)).astype(float),
+        },
+        rng.random(n),
+    )
+
+
+def _train(columns, split, X, y, sw, loss, act, widths, batch, dtype, dropout):
+    split(columns)
+    layers = [fb.Dropout(dropout)] if dropout else []
+    for w in widths:
+        layers += [fb.Dense(w, activation=act)] + ([fb.Dropout(dropout)] if dropout else [])
+    layers.append(fb.Dense(3 if loss == "cross_entropy" else 2))
+    metrics = ["accuracy"] if loss == "cross_entropy" else ["mae"]
+    model = fb.Sequential(layers, loss=loss, optimizer=fb.Adam(1e-2), seed=3, dtype=dtype, metrics=metrics)
+    history = model.fit(X, y, epochs=2, batch_size=batch, verbose=0, sample_weight=sw)
+    return np.concatenate([w.ravel() for w in model.get_weights()]), history.history
+
+
+CASES = [
+    # (loss, activation, hidden widths, batch, dropout, weighted)
+    ("cross_entropy", "relu", (40, 24), 40, 0.2, True),
+    ("cross_entropy", "gelu", (40, 24), 40, 0.0, False),  # gelu keeps z
+    ("mse", "silu", (33, 17, 9), 40, 0.1, True),  # three hidden layers, silu keeps z
+    ("binary_cross_entropy", "sigmoid", (30,), 40, 0.0, True),  # one hidden layer
+    ("huber", "tanh", (25, 12), 13, 0.2, False),  # partial last batch
+    ("poisson", "elu", (20, 11), 40, 0.0, False),
+    ("cross_entropy", "leaky_relu", (1, 5), 40, 0.0, False),  # a hidden layer narrower than the threads
+    ("cross_entropy", "softplus", (16, 8), 1, 0.0, False),  # one row per batch: fewer rows than threads
+]
+
+
+@pytest.mark.parametrize(("loss", "act", "widths", "batch", "dropout", "weighted"), CASES)
+def test_column_split_trains_what_the_row_split_trains(
+    split, rng, two_threads, loss, act, widths, batch, dropout, weighted
+):
+    """Two epochs with shuffling, Adam, dropout masks and sample weights: the same weights,
+    losses and metrics in float64, to rounding."""
+    X, ys, sw = _data(rng)
+    sw = sw if weighted else None
+    rows_w, rows_h = _train(False, split, X, ys[loss], sw, loss, act, widths, batch, np.float64, dropout)
+    cols_w, cols_h = _train(True, split, X, ys[loss], sw, loss, act, widths, batch, np.float64, dropout)
+    np.testing.assert_allclose(cols_w, rows_w, rtol=1e-10, atol=1e-12)
+    for key in rows_h:
+        np.testing.assert_allclose(cols_h[key], rows_h[key], rtol=1e-10)
+
+
+def test_column_split_float32_close_to_row_split(split, rng, two_threads):
+    X, ys, _ = _data(rng)
+    X = X.astype(np.float32)
+    args = (X, ys["cross_entropy"], None, "cross_entropy", "relu", (64, 32), 30, np.float32, 0.1)
+    rows_w, rows_h = _train(False, split, *args)
+    cols_w, cols_h = _train(True, split, *args)
+    # float32 sums in another order, amplified a little by Adam's normalised steps
+    np.testing.assert_allclose(cols_w, rows_w, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(cols_h["loss"], rows_h["loss"], rtol=1e-5)
+
+
+def test_column_split_step_is_the_gradient(split, rng, two_threads):
+    """One full-batch SGD step with lr 1 in the column split moves the weights by exactly
+    minus ``loss_and_gradients`` (which test_gradients.py checks by finite differences)."""
+    X, ys, _ = _data(rng, n=24)
+    y = ys["cross_entropy"]
+    split(True)
+    model = fb.Sequential(
+        [fb.Dense(20, activation="tanh"), fb.Dense(10, activation="relu"), fb.Dense(3)],
+        loss="cross_entropy", optimizer=fb.SGD(1.0), seed=0, dtype=np.float64,
+    )  # fmt: skip
+    model.build(X.shape[1])
+    before = model.get_weights()
+    _, grads = model.loss_and_gradients(X, y)
+    model.fit(X, y, epochs=1, batch_size=len(X), shuffle=False, verbose=0)
+    for w0, w1, g in zip(before, model.get_weights(), grads):
+        np.testing.assert_allclose(w0 - w1, g, rtol=1e-12, atol=1e-14)
+
+
+def test_column_split_learns_digits_like_the_row_split(split, two_threads):
+    """A real task in float32 at batch 16: both splits reach the same held-out accuracy."""
+    datasets = pytest.importorskip("sklearn.datasets")
+    X, y = datasets.load_digits(return_X_y=True)
+    X = (X / 16.0).astype(np.float32)
+    accs = []
+    for columns in (False, True):
+        split(columns)
+        model = fb.Sequential([fb.Dense(256, activation="relu"), fb.Dense(10)], loss="cross_entropy", seed=0)
+        model.fit(X[:1400], y[:1400], epochs=8, batch_size=16, verbose=0)
+        accs.append(float((model.predict(X[1400:]).argmax(1) == y[1400:]).mean()))
+    assert accs[1] > 0.85
+    assert abs(accs[0] - accs[1]) < 0.01
+
+
+@pytest.mark.parametrize(
+    ("sizes", "rows", "threads", "expected"),
+    [
+        ((784, 512, 256, 10), 32, 2, True),  # mnist_b32
+        ((784, 512, 256, 10), 128, 2, False),  # 64 rows a thread: the row split
+        ((784, 512, 256, 10), 128, 8, True),  # 16 rows a thread
+        ((784, 512, 256, 10), 32, 1, False),  # one thread: no split at all
+        ((64, 128, 64, 10), 32, 2, False),  # hidden layers too narrow to split
+        ((64, 300, 10), 32, 2, True),
+        ((784, 10), 8, 2, False),  # no hidden layer
+    ],
+)
+def test_column_split_choice(sizes, rows, threads, expected):
+    assert fbmodel._column_split(np.array(sizes), rows, threads) is expected
+    assert _config.COLUMN_SPLIT_ROWS > 0 and _config.COLUMN_SPLIT_MIN_WIDTH > 0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("ta", "tb"), [(False, False), (True, False), (False, True), (True, True)])
+def test_gemm_on_strided_views_equals_numpy(rng, dtype, ta, tb):
+    """c = op(a) @ op(b), every operand a column block of a wider matrix (row stride longer
+    than its width); nothing outside c's view is written."""
+
+    def view(rows, cols):
+        parent = rng.standard_normal((rows + 3, cols + 5)).astype(dtype)
+        return parent[2 : 2 + rows, 3 : 3 + cols]
+
+    a = view(5, 7) if ta else view(7, 5)  # op(a): 7 x 5
+    b = view(9, 5) if tb else view(5, 9)  # op(b): 5 x 9
+    big = np.full((12, 15), 7.0, dtype)
+    c = big[3:10, 4:13]  # 7 x 9, row stride 15
+    gemm(a, ta, b, tb, c)
+    expect = (a.T if ta else a) @ (b.T if tb else b)
+    np.testing.assert_allclose(c, expect, rtol=1e-5 if dtype == np.float32 else 1e-13, atol=1e-5)
+    outside = big.copy()
+    outside[3:10, 4:13] = 7.0
+    assert (outside == 7.0).all()
+
+
+@pytest.mark.parametrize("act", sorted(ACTIVATIONS))
+def test_column_range_kernels_touch_only_their_columns(rng, act):
+    code = ACTIVATIONS[act]
+    z = rng.standard_normal((6, 10))
+    b = rng.standard_normal(10)
+    c0, c1 = 3, 8
+    full_z, full_a = z.copy(), np.zeros_like(z)
+    bias_act_(full_z, b, code, full_a)
+    zc, ac = z.copy(), np.full_like(z, 5.0)
+    bias_act_cols_(zc, b, code, ac, np.int64(c0), np.int64(c1))
+    np.testing.assert_array_equal(ac[:, c0:c1], full_a[:, c0:c1])
+    np.testing.assert_array_equal(zc[:, c0:c1], full_z[:, c0:c1])
+    assert (ac[:, :c0] == 5.0).all() and (ac[:, c1:] == 5.0).all()
+    np.testing.assert_array_equal(zc[:, :c0], z[:, :c0])
+
+    g = rng.standard_normal((6, 10))
+    zz = full_z if code in NEEDS_Z else full_a
+    full_g = g.copy()
+    act_backward_(full_g, full_a, zz, code)
+    gc = g.copy()
+    act_backward_cols_(gc, full_a, zz, code, np.int64(c0), np.int64(c1))
+    np.testing.assert_array_equal(gc[:, c0:c1], full_g[:, c0:c1])
+    np.testing.assert_array_equal(gc[:, :c0], g[:, :c0])
+    np.testing.assert_array_equal(gc[:, c1:], g[:, c1:])
+
+
+def test_dropout_column_blocks_draw_the_full_mask(rng):
+    """Two column blocks together give the mask of the whole row, forward and backward."""
+    v = rng.standard_normal((8, 12)) + 3.0
+    key, rate = np.uint64(12345), 0.3
+    full = v.copy()
+    dropout_forward_(full, np.int64(5), np.int64(2), np.int64(4), key, rate)
+    blocks = v.copy()
+    for c0, c1 in ((0, 7), (7, 12)):
+        dropout_forward_cols_(blocks, np.int64(5), np.int64(2), np.int64(4), key, rate, np.int64(c0), np.int64(c1))
+    np.testing.assert_array_equal(blocks, full)
+    assert 0 < (full == 0).sum() < full.size
+
+    g = rng.standard_normal((8, 12))
+    gf, af = g.copy(), full.copy()
+    dropout_backward_(gf, af, np.int64(5), np.int64(2), np.int64(4), key, rate)
+    gb, ab = g.copy(), full.copy()
+    for c0, c1 in ((0, 5), (5, 12)):
+        dropout_backward_cols_(gb, ab, np.int64(5), np.int64(2), np.int64(4), key, rate, np.int64(c0), np.int64(c1))
+    np.testing.assert_array_equal(gb, gf)
+    np.testing.assert_array_equal(ab, af)
