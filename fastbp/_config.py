@@ -72,11 +72,11 @@ MIN_ROWS_PER_BLOCK: int = 16
 #: Training uses the column split (``kernels/columns.py``) when a batch gives each thread
 #: fewer rows than this and the widest hidden layer has at least
 #: :data:`COLUMN_SPLIT_MIN_WIDTH` units; else the row split. Measured on 2 cores (epoch
-#: time, column split / row split): 784-512-256-10 at batch 32 0.89-0.90, at batch 64
-#: 1.03, at batch 128 1.12; 64-128-64-10 at batch 32 1.10-1.19. On a 16-core Xeon (the
-#: GEMMs alone, 784-512-256-10) the column split won from 32 rows per thread down: 6x
-#: faster at batch 32 on 8 threads, 2.6x at batch 128 on 8 threads.
-COLUMN_SPLIT_ROWS: int = 32
+#: time, column split / row split, best of 5): 784-512-256-10 at batch 32 0.82, at batch
+#: 64 0.85-0.87, at batch 128 0.95; 64-128-64-10 at batch 32 1.17, at batch 64 1.20. On a
+#: 16-core Xeon, 784-512-256-10 at batch 32 trained 1.16x, 1.32x and 1.42x faster on 2, 4
+#: and 8 threads, and at batch 128 on 8 threads 1.22x.
+COLUMN_SPLIT_ROWS: int = 64
 
 #: See :data:`COLUMN_SPLIT_ROWS`.
 COLUMN_SPLIT_MIN_WIDTH: int = 256

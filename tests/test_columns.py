@@ -152,6 +152,7 @@ def test_column_split_learns_digits_like_the_row_split(split, two_threads):
     ("sizes", "rows", "threads", "expected"),
     [
         ((784, 512, 256, 10), 32, 2, True),  # mnist_b32
+        ((784, 512, 256, 10), 64, 2, True),
         ((784, 512, 256, 10), 128, 2, False),  # 64 rows a thread: the row split
         ((784, 512, 256, 10), 128, 8, True),  # 16 rows a thread
         ((784, 512, 256, 10), 32, 1, False),  # one thread: no split at all

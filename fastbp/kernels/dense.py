@@ -35,11 +35,13 @@ def column_sums(delta, out, c0=0, c1=-1):
     n, m = delta.shape
     if c1 < 0:
         c1 = m
-    for j in range(c0, c1):
-        out[j] = 0
+    o = out[c0:c1]  # loops from 0: a start of c0 keeps Numba's negative-index check
+    for j in range(c1 - c0):
+        o[j] = 0
     for i in range(n):
-        for j in range(c0, c1):
-            out[j] += delta[i, j]
+        di = delta[i, c0:c1]
+        for j in range(c1 - c0):
+            o[j] += di[j]
 
 
 @njit(**INLINE)

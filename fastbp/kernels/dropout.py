@@ -94,9 +94,9 @@ def dropout_forward_cols_(v, row0, slot, n_slots, key, rate, c0, c1):
     zero = v.dtype.type(0.0)
     for i in range(v.shape[0]):
         rk = _row_key(key, row0 + i, slot, n_slots)
-        vi = v[i]
-        for j in range(c0, c1):
-            vi[j] = vi[j] * (s if _kept(rk, j, thr) else zero)
+        vi = v[i, c0:c1]  # loops from 0: a start of c0 keeps Numba's negative-index check
+        for j in range(c1 - c0):
+            vi[j] = vi[j] * (s if _kept(rk, c0 + j, thr) else zero)
 
 
 @njit(**INLINE)
@@ -121,10 +121,10 @@ def dropout_backward_cols_(g, a, row0, slot, n_slots, key, rate, c0, c1):
     one = a.dtype.type(1.0)
     for i in range(g.shape[0]):
         rk = _row_key(key, row0 + i, slot, n_slots)
-        gi = g[i]
-        ai = a[i]
-        for j in range(c0, c1):
-            kept = _kept(rk, j, thr)
+        gi = g[i, c0:c1]
+        ai = a[i, c0:c1]
+        for j in range(c1 - c0):
+            kept = _kept(rk, c0 + j, thr)
             gi[j] = gi[j] * (s if kept else zero)
             ai[j] = ai[j] * (keep if kept else one)
 
