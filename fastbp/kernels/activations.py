@@ -318,21 +318,18 @@ def act_backward_cols_(g, a, z, act, c0, c1):
         for i in range(n):
             gi = g[i, c0:c1]
             ai = a[i, c0:c1]
-            zi = z[i, c0:c1]
             for j in range(w):
                 gi[j] *= ai[j] * (one - ai[j])
     elif act == TANH:
         for i in range(n):
             gi = g[i, c0:c1]
             ai = a[i, c0:c1]
-            zi = z[i, c0:c1]
             for j in range(w):
                 gi[j] *= one - ai[j] * ai[j]
     elif act == RELU:
         for i in range(n):
             gi = g[i, c0:c1]
             ai = a[i, c0:c1]
-            zi = z[i, c0:c1]
             for j in range(w):
                 gi[j] = gi[j] if ai[j] > zero else zero
     elif act == LEAKY_RELU:
@@ -340,7 +337,6 @@ def act_backward_cols_(g, a, z, act, c0, c1):
         for i in range(n):
             gi = g[i, c0:c1]
             ai = a[i, c0:c1]
-            zi = z[i, c0:c1]
             for j in range(w):
                 gi[j] *= one if ai[j] > zero else slope
     elif act == ELU:
@@ -348,13 +344,11 @@ def act_backward_cols_(g, a, z, act, c0, c1):
         for i in range(n):
             gi = g[i, c0:c1]
             ai = a[i, c0:c1]
-            zi = z[i, c0:c1]
             for j in range(w):
                 gi[j] *= one if ai[j] > zero else ai[j] + one
     elif act == SILU and g.itemsize == 4:
         for i in range(n):
             gi = g[i, c0:c1]
-            ai = a[i, c0:c1]
             zi = z[i, c0:c1]
             for j in range(w):
                 s = sigmoid_f32(zi[j])
@@ -370,7 +364,6 @@ def act_backward_cols_(g, a, z, act, c0, c1):
         for i in range(n):
             gi = g[i, c0:c1]
             ai = a[i, c0:c1]
-            zi = z[i, c0:c1]
             for j in range(w):
                 gi[j] *= _df(act, ai[j], ai[j])
 
