@@ -328,17 +328,24 @@ class Sequential:
 
     # ------------------------------------------------------------------ training
     def _workspace_for(self, rows: int, n_threads: int) -> dict:
-        """Work buffers for batches of up to ``rows`` rows, reused across fit calls."""
-        ws = self._workspace
-        if ws is not None and ws["rows"] == rows and ws["threads"] == n_threads:
-            return ws
+        """Work buffers for batches of up to ``rows`` rows, reused across fit calls.
+
+        ``gpart`` holds one partial gradient per row block of the row split (at most
+        ``engine.n_blocks(rows, ...)`` of them); the column split writes the whole gradient
+        into one row."""
         plan = self._plan
+        cols = _column_split(plan.sizes, rows, n_threads)
+        ws = self._workspace
+        if ws is not None and ws["rows"] == rows and ws["threads"] == n_threads and ws["cols"] == cols:
+            return ws
+        nparts = 1 if cols else engine.n_blocks(rows, n_threads, _config.MIN_ROWS_PER_BLOCK)
         width = int(plan.coff[-1])
         k = self.n_outputs
         dt = self.dtype
         ws = {
             "rows": rows,
             "threads": n_threads,
+            "cols": cols,
             "xb": np.empty((rows, int(plan.sizes[0])), dtype=dt),
             "ybi": np.zeros(rows if self._loss == CROSS_ENTROPY else 0, dtype=np.int64),
             "ybf": np.zeros((0 if self._loss == CROSS_ENTROPY else rows, k), dtype=dt),
@@ -346,7 +353,7 @@ class Sequential:
             "abuf": np.empty(rows * width, dtype=dt),
             "zbuf": np.empty(rows * width if plan.needs_z else 0, dtype=dt),
             "gbuf": np.empty(rows * width, dtype=dt),
-            "gpart": np.empty((n_threads, plan.n_params), dtype=dt),
+            "gpart": np.empty((nparts, plan.n_params), dtype=dt),
             "lpart": np.zeros(n_threads, dtype=np.float64),
             "mpart": np.zeros((n_threads, 3), dtype=np.float64),
             "sq": np.zeros(n_chunks(plan.n_params), dtype=np.float64),
@@ -507,7 +514,7 @@ class Sequential:
             with compute_threads() as n_threads:
                 ws = self._workspace_for(rows, n_threads)
                 mpart = ws["mpart"] if self.metrics else ws["mpart"][:0]
-                cols = _column_split(plan.sizes, rows, n_threads)
+                cols = ws["cols"]
                 b = 0
                 seg = self._segment_batches
                 while b < n_batches:

@@ -166,6 +166,35 @@ def test_column_split_choice(sizes, rows, threads, expected):
     assert _config.COLUMN_SPLIT_ROWS > 0 and _config.COLUMN_SPLIT_MIN_WIDTH > 0
 
 
+def test_gradient_buffer_rows_follow_the_split(split, rng, two_threads):
+    """The column split keeps one gradient row, the row split one per row block; switching
+    the split on the same model re-sizes the buffers and trains what a fresh model trains."""
+    X, ys, _ = _data(rng, n=96)
+    y = ys["cross_entropy"]
+
+    def make():
+        return fb.Sequential([fb.Dense(40, "relu"), fb.Dense(3)], loss="cross_entropy", optimizer=fb.SGD(0.05),
+                             seed=1, dtype=np.float64)  # fmt: skip
+
+    model = make()
+    split(True)
+    model.fit(X, y, epochs=1, batch_size=32, verbose=0)
+    assert model._workspace["gpart"].shape[0] == 1
+    split(False)
+    model.fit(X, y, epochs=1, batch_size=32, verbose=0)
+    assert model._workspace["gpart"].shape[0] == 2  # two 16-row blocks
+    reference = make()
+    split(True)
+    reference.fit(X, y, epochs=1, batch_size=32, verbose=0)
+    split(False)
+    reference._workspace = None  # fresh buffers, as a new process would have
+    reference.fit(X, y, epochs=1, batch_size=32, verbose=0)
+    for w, r in zip(model.get_weights(), reference.get_weights(), strict=True):
+        np.testing.assert_array_equal(w, r)
+    model.fit(X, y, epochs=1, batch_size=8, verbose=0)
+    assert model._workspace["gpart"].shape[0] == 1  # 8 rows: a single 16-row block at most
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(("ta", "tb"), [(False, False), (True, False), (False, True), (True, True)])
 def test_gemm_on_strided_views_equals_numpy(rng, dtype, ta, tb):
