@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 
-_erf = np.vectorize(math.erf, otypes=[np.float64])
+_erfc = np.vectorize(math.erfc, otypes=[np.float64])
 
 LEAKY_SLOPE = 0.01
 ELU_ALPHA = 1.0
@@ -93,8 +93,9 @@ def d_elu(z):
 
 
 def _Phi(z):
-    """Standard normal CDF."""
-    return 0.5 * (1.0 + _erf(_f64(z) / math.sqrt(2.0)))
+    """Standard normal CDF, as 0.5 erfc(-z / sqrt 2): accurate in the left tail too, where
+    1 + erf(z / sqrt 2) cancels."""
+    return 0.5 * _erfc(-_f64(z) / math.sqrt(2.0))
 
 
 def _phi(z):

@@ -571,6 +571,27 @@ def test_float32_exp_activations_within_one_ulp(act):
     assert np.isfinite(a).all()
 
 
+def test_float32_gelu_within_one_ulp_and_its_derivative():
+    """gelu in float32 uses a vectorisable erfc (``activations.normal_cdf_f32``), not libm's
+    erf: within 1 ulp of z Phi(z) everywhere, the far left tail included (where
+    0.5 z (1 + erf(z / sqrt 2)) would cancel to 0), and its derivative to float32 rounding."""
+    z = np.linspace(-20, 20, 2_000_001)
+    z = np.concatenate([z, -np.logspace(-12, 1.2, 10_001), np.logspace(-12, 1.2, 10_001), [0.0, -0.0, 1e4, -1e4]])
+    z = z.astype(np.float32).reshape(-1, 1)
+    a = np.empty_like(z)
+    zz = z.copy()
+    bias_act_(zz, np.zeros(1, np.float32), ACT_CODES["gelu"], a)
+    x = z.astype(np.float64)
+    exact = ref.gelu(x)
+    spacing = np.spacing(np.abs(exact).astype(np.float32)).astype(np.float64)
+    assert (np.abs(a - exact) / spacing).max() <= 1.0
+    assert a[(x < -5) & (x > -13)].max() < 0  # the tail is kept (-7.9e-38 at -13), not cancelled to 0
+    g = np.ones_like(z)
+    act_backward_(g, a, zz, ACT_CODES["gelu"])
+    # near gelu's minimum (z = -0.75) Phi + z phi cancels: an absolute bound there
+    np.testing.assert_allclose(g, ref.d_gelu(x), rtol=4e-7, atol=1e-7)
+
+
 def test_float32_silu_derivative_matches_float64():
     z = np.linspace(-30, 30, 200_001).astype(np.float32).reshape(-1, 1)
     a = np.empty_like(z)

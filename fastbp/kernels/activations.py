@@ -143,6 +143,37 @@ def expm1_neg_f32(x):
     return near if x > -0.35 else exp_neg(x) - 1.0
 
 
+# erfc(u) = t exp(-u^2 + P(t)), t = 1 / (1 + u/2), for 0 <= u <= 11 (the form of Numerical
+# Recipes' erfcc, refitted): P is the Chebyshev least-squares fit of degree 12 to
+# log(erfcx(u) / t) on t in [1/6.5, 1] (scipy.special.erfcx), converted to powers of t. Max
+# error in P, i.e. relative error of erfc, 1.7e-10: far below float32's half-ulp (6e-8).
+_ERFC_P = (-1.2655055155329142, 0.999763965828565, 0.3787518529610617, 0.048239733837748995,
+           0.12916305572241985, -1.0531322067485493, 2.620467390339465, -5.685631167730423,
+           8.462826042557435, -7.822787545697994, 4.368225304969775, -1.3651916202115963,
+           0.18481070986964437)  # fmt: skip
+_ERFC_MAX = 11.0  # erfc(11) = 1e-54: gelu's tail is far below float32's smallest subnormal
+
+
+@njit(**INLINE)
+def _erfc_pos(u):
+    """erfc(u) for u >= 0, float64 arithmetic that LLVM vectorises (libm's ``erf`` is a
+    scalar call): relative error below 2e-10 (see ``_ERFC_P``); 0 above 11."""
+    t = 1.0 / (1.0 + 0.5 * u)
+    c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12 = _ERFC_P
+    p = c0 + t * (c1 + t * (c2 + t * (c3 + t * (c4 + t * (c5 + t * (c6 + t * (c7 + t * (c8 + t * (c9 + t * (
+        c10 + t * (c11 + t * c12)))))))))))  # fmt: skip
+    return t * exp_neg(p - u * u) if u <= _ERFC_MAX else 0.0
+
+
+@njit(**INLINE)
+def normal_cdf_f32(x):
+    """Phi(x), the standard normal CDF, for float32 outputs, vectorisable: from
+    :func:`_erfc_pos`, so the lower tail keeps its relative accuracy."""
+    x = float(x)
+    half_tail = 0.5 * _erfc_pos(abs(x) * _INV_SQRT2)
+    return 1.0 - half_tail if x >= 0 else half_tail
+
+
 @njit(**INLINE)
 def _f(act, z):
     """a = f(z) for one element."""
@@ -159,7 +190,7 @@ def _f(act, z):
     if act == ELU:
         return z if z > 0.0 else math.expm1(z)
     if act == GELU:
-        return 0.5 * z * (1.0 + math.erf(z * _INV_SQRT2))
+        return 0.5 * z * math.erfc(-z * _INV_SQRT2)  # erfc, not 1 + erf: keeps the left tail
     if act == SOFTPLUS:
         return softplus(z)
     # SILU
@@ -187,7 +218,7 @@ def _df(act, a, z):
         return -math.expm1(-a)
     if act == GELU:
         # exact gelu: d/dz [z Phi(z)] = Phi(z) + z phi(z)
-        return 0.5 * (1.0 + math.erf(z * _INV_SQRT2)) + z * _INV_SQRT_2PI * math.exp(-0.5 * z * z)
+        return 0.5 * math.erfc(-z * _INV_SQRT2) + z * _INV_SQRT_2PI * math.exp(-0.5 * z * z)
     # SILU: d/dz [z s(z)] = s (1 + z (1 - s))
     s = sigmoid(z)
     return s * (1.0 + z * (1.0 - s))
@@ -211,8 +242,10 @@ def bias_act_cols_(z, b, act, a, c0, c1):
         :func:`bias_act_` does them all.
 
     The piecewise-linear activations have their own loops with constants in the arrays'
-    dtype, which LLVM vectorises; the others call the element formula ``_f`` (their
-    ``exp``/``tanh``/``erf`` are scalar library calls either way).
+    dtype, which LLVM vectorises, and so do float32 sigmoid, silu, elu, gelu and tanh,
+    through the vectorisable :func:`exp_neg`, :func:`normal_cdf_f32` and :func:`tanh_f32`;
+    the rest (softplus, and float64, for libm's accuracy) call the element formula ``_f``,
+    whose ``exp``/``tanh``/``erfc`` are scalar library calls.
     """
     n = z.shape[0]
     w = c1 - c0  # loops over row slices from 0: a start of c0 keeps Numba's negative-index
@@ -268,6 +301,14 @@ def bias_act_cols_(z, b, act, a, c0, c1):
                 v = zi[j] + bc[j]
                 zi[j] = v
                 ai[j] = v if v > zero else expm1_neg_f32(v)
+    elif act == GELU and z.itemsize == 4:
+        for i in range(n):
+            zi = z[i, c0:c1]
+            ai = a[i, c0:c1]
+            for j in range(w):
+                v = zi[j] + bc[j]
+                zi[j] = v
+                ai[j] = v * normal_cdf_f32(v)
     elif act == TANH and z.itemsize == 4:
         # float32: the vectorisable rational tanh (float64 keeps libm's, for its accuracy)
         for i in range(n):
@@ -353,6 +394,14 @@ def act_backward_cols_(g, a, z, act, c0, c1):
             for j in range(w):
                 s = sigmoid_f32(zi[j])
                 gi[j] *= s * (1.0 + zi[j] * (1.0 - s))
+    elif act == GELU and g.itemsize == 4:
+        # Phi(z) + z phi(z), both from vectorisable exps
+        for i in range(n):
+            gi = g[i, c0:c1]
+            zi = z[i, c0:c1]
+            for j in range(w):
+                x = float(zi[j])
+                gi[j] *= normal_cdf_f32(x) + x * _INV_SQRT_2PI * exp_neg(-0.5 * x * x)
     elif act in (GELU, SILU):
         for i in range(n):
             gi = g[i, c0:c1]
