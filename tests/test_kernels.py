@@ -554,10 +554,11 @@ def test_sum_partials_sq_and_optimizer_step(P, dtype, rng):
         assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("act", ["sigmoid", "silu", "elu"])
+@pytest.mark.parametrize("act", ["sigmoid", "silu", "elu", "softplus"])
 def test_float32_exp_activations_within_one_ulp(act):
-    """sigmoid, silu and elu in float32 use a vectorisable exp (``activations.exp_neg``),
-    not libm's: within 1 ulp of the float64 value everywhere, with no overflow."""
+    """sigmoid, silu, elu and softplus in float32 use a vectorisable exp
+    (``activations.exp_neg``), not libm's: within 1 ulp of the float64 value everywhere,
+    with no overflow."""
     z = np.linspace(-110, 110, 1_100_001)
     z = np.concatenate([z, -np.logspace(-12, -0.1, 10_001), [0.0, -0.0, 1e-30, -1e-30, 1e4, -1e4]])
     z = z.astype(np.float32).reshape(-1, 1)
@@ -565,14 +566,19 @@ def test_float32_exp_activations_within_one_ulp(act):
     bias_act_(z.copy(), np.zeros(1, np.float32), ACT_CODES[act], a)
     x = z.astype(np.float64)
     sig = np.where(x >= 0, 1 / (1 + np.exp(-np.abs(x))), np.exp(-np.abs(x)) / (1 + np.exp(-np.abs(x))))
-    exact = {"sigmoid": sig, "silu": x * sig, "elu": np.where(x > 0, x, np.expm1(np.minimum(x, 0)))}[act]
+    exact = {
+        "sigmoid": sig,
+        "silu": x * sig,
+        "elu": np.where(x > 0, x, np.expm1(np.minimum(x, 0))),
+        "softplus": np.logaddexp(0.0, x),
+    }[act]
     spacing = np.spacing(np.abs(exact).astype(np.float32)).astype(np.float64)
     assert (np.abs(a - exact) / spacing).max() <= 1.0
     assert np.isfinite(a).all()
 
 
 def test_float32_gelu_within_one_ulp_and_its_derivative():
-    """gelu in float32 uses a vectorisable erfc (``activations.normal_cdf_f32``), not libm's
+    """gelu in float32 uses a vectorisable erfc (``activations.gelu_f32``), not libm's
     erf: within 1 ulp of z Phi(z) everywhere, the far left tail included (where
     0.5 z (1 + erf(z / sqrt 2)) would cancel to 0), and its derivative to float32 rounding."""
     z = np.linspace(-20, 20, 2_000_001)
@@ -590,6 +596,16 @@ def test_float32_gelu_within_one_ulp_and_its_derivative():
     act_backward_(g, a, zz, ACT_CODES["gelu"])
     # near gelu's minimum (z = -0.75) Phi + z phi cancels: an absolute bound there
     np.testing.assert_allclose(g, ref.d_gelu(x), rtol=4e-7, atol=1e-7)
+
+
+def test_float32_softplus_derivative_is_the_sigmoid():
+    z = np.linspace(-100, 100, 400_001).astype(np.float32).reshape(-1, 1)
+    a = np.empty_like(z)
+    bias_act_(z.copy(), np.zeros(1, np.float32), ACT_CODES["softplus"], a)
+    g = np.ones_like(z)
+    act_backward_(g, a, a, ACT_CODES["softplus"])
+    x = z.astype(np.float64)
+    np.testing.assert_allclose(g, 1 / (1 + np.exp(-x)), rtol=2e-7, atol=1e-30)
 
 
 def test_float32_silu_derivative_matches_float64():
