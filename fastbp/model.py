@@ -31,7 +31,6 @@ from ._validation import (
 )
 from .callbacks import Callback
 from .kernels import columns, engine
-from .kernels.activations import NEEDS_Z
 from .kernels.losses import BINARY_CROSS_ENTROPY, CROSS_ENTROPY, LOSSES, POISSON, link_
 from .kernels.optim import N_COEF, n_chunks, reduce_partials
 from .layers import Dense, Dropout
@@ -69,7 +68,6 @@ class _Plan:
     coff: np.ndarray  # (L+1,) running sum of layer widths (work-buffer layout)
     n_weights: int  # weights come first in theta: weight decay covers theta[:n_weights]
     n_params: int
-    needs_z: bool
     drop: np.ndarray  # (L+1,) float64 dropout rate of the input and of each layer's output; () if none
 
     @classmethod
@@ -98,7 +96,6 @@ class _Plan:
             coff=np.concatenate([[0], np.cumsum(sizes[1:])]).astype(np.int64),
             n_weights=n_weights,
             n_params=n_weights + int(sizes[1:].sum()),
-            needs_z=any(int(a) in NEEDS_Z for a in acts),
             drop=drop,
         )
 
@@ -351,7 +348,7 @@ class Sequential:
             "ybf": np.zeros((0 if self._loss == CROSS_ENTROPY else rows, k), dtype=dt),
             "wb": np.zeros(rows, dtype=np.float64),
             "abuf": np.empty(rows * width, dtype=dt),
-            "zbuf": np.empty(rows * width if plan.needs_z else 0, dtype=dt),
+            "zbuf": np.empty(rows * width, dtype=dt),
             "gbuf": np.empty(rows * width, dtype=dt),
             "gpart": np.empty((nparts, plan.n_params), dtype=dt),
             "lpart": np.zeros(n_threads, dtype=np.float64),
@@ -582,7 +579,7 @@ class Sequential:
             nb = engine.n_blocks(n, n_threads, _config.MIN_ROWS_PER_BLOCK)
             # allocated per call, so concurrent predict calls never share buffers
             abuf = np.empty(nb * chunk * width, dtype=self.dtype)
-            zbuf = np.empty(nb * chunk * width if plan.needs_z else 0, dtype=self.dtype)
+            zbuf = np.empty(nb * chunk * width, dtype=self.dtype)
             engine.forward(X, self._theta, *plan.net(), nb, chunk, abuf, zbuf, link, self._loss, out)
         return out
 
@@ -632,7 +629,7 @@ class Sequential:
                 self._loss, np.zeros(0), np.uint64(0), nb, np.empty_like(X),
                 np.zeros(n if self._loss == CROSS_ENTROPY else 0, dtype=np.int64),
                 np.zeros((0 if self._loss == CROSS_ENTROPY else n, k), dtype=dt), np.zeros(n),
-                np.empty(n * width, dtype=dt), np.empty(n * width if plan.needs_z else 0, dtype=dt),
+                np.empty(n * width, dtype=dt), np.empty(n * width, dtype=dt),
                 np.empty(n * width, dtype=dt), gpart, lpart, np.zeros((0, 3)),
             )  # fmt: skip
             grad = np.empty(plan.n_params, dtype=dt)

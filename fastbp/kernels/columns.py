@@ -55,7 +55,7 @@ def _forward_cols_(t, nb, l, B, theta, sizes, acts, woff, boff, coff, R, xb, abu
     c1 = (t + 1) * n_out // nb
     inp = xb[:B] if l == 0 else _region(abuf, R, coff, sizes, l - 1)[:B]
     a = _region(abuf, R, coff, sizes, l)[:B]
-    z = _region(zbuf, R, coff, sizes, l)[:B] if _needs_z(acts[l]) else a
+    z = _region(zbuf, R, coff, sizes, l)[:B]  # never a: see activations.bias_act_cols_
     gemm(inp, False, _weights(theta, sizes, woff, l)[:, c0:c1], False, z[:, c0:c1])
     bias_act_cols_(z, theta[boff[l] : boff[l] + n_out], acts[l], a, c0, c1)
     if drop.shape[0] > 0 and drop[l + 1] > 0:
@@ -77,7 +77,7 @@ def _output_rows_(
     scale = 1.0 / wsum if loss == CROSS_ENTROPY else 1.0 / (wsum * k)
     inp = _region(abuf, R, coff, sizes, l - 1)[r0:r1]
     a = _region(abuf, R, coff, sizes, l)[r0:r1]
-    z = _region(zbuf, R, coff, sizes, l)[r0:r1] if _needs_z(acts[l]) else a
+    z = _region(zbuf, R, coff, sizes, l)[r0:r1]
     g = _region(gbuf, R, coff, sizes, l)[r0:r1]
     dense_forward(inp, _weights(theta, sizes, woff, l), theta[boff[l] : boff[l] + k], acts[l], z, a)
     dropped = drop.shape[0] > 0 and drop[L] > 0

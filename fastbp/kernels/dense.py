@@ -22,7 +22,8 @@ def dense_forward(x, w, b, act, z, a):
     """z = x @ w + b, a = f(z): GEMM, then bias and activation fused in one pass.
 
     ``a`` may alias ``z`` when the activation's derivative needs only its output (every
-    code not in ``activations.NEEDS_Z``).
+    code not in ``activations.NEEDS_Z``), though the fused pass then runs unvectorised
+    (see ``activations.bias_act_cols_``); the engine passes separate buffers.
     """
     np.dot(x, w, z)
     bias_act_(z, b, act, a)

@@ -62,7 +62,7 @@ def _forward_rows(x, r0, r1, theta, sizes, acts, woff, boff, coff, R, abuf, zbuf
     L = acts.shape[0]
     for l in range(L):
         a = _region(abuf, R, coff, sizes, l)[r0:r1]
-        z = _region(zbuf, R, coff, sizes, l)[r0:r1] if _needs_z(acts[l]) else a
+        z = _region(zbuf, R, coff, sizes, l)[r0:r1]  # never a: see activations.bias_act_cols_
         b = theta[boff[l] : boff[l] + sizes[l + 1]]
         dense_forward(inp, _weights(theta, sizes, woff, l), b, acts[l], z, a)
         if drop.shape[0] > 0 and drop[l + 1] > 0:
@@ -293,7 +293,7 @@ def forward(X, theta, sizes, acts, woff, boff, coff, nb, chunk, abuf, zbuf, link
         r0 = t * N // nb
         r1 = (t + 1) * N // nb
         at = abuf[t * chunk * C : (t + 1) * chunk * C]
-        zt = zbuf[t * chunk * C : (t + 1) * chunk * C] if zbuf.shape[0] > 0 else zbuf
+        zt = zbuf[t * chunk * C : (t + 1) * chunk * C]
         for s in range(r0, r1, chunk):
             e = min(r1, s + chunk)
             # np.int64(0), not 0: a literal argument would compile a second specialisation
