@@ -36,7 +36,7 @@ from .activations import act_backward_, act_backward_cols_, bias_act_cols_
 from .blas import gemm
 from .dense import column_sums, dense_forward
 from .dropout import dropout_backward_, dropout_backward_cols_, dropout_forward_, dropout_forward_cols_, step_key
-from .engine import _needs_z, _region, _weights, batch_weight, finish_step, gather_rows_
+from .engine import _region, _weights, batch_weight, finish_step, gather_rows_
 from .losses import CROSS_ENTROPY, loss_grad, metric_sums_
 
 
@@ -104,7 +104,7 @@ def _backward_cols_(t, nb, l, B, theta, sizes, acts, woff, boff, coff, R, xb, ab
     dnext = _region(gbuf, R, coff, sizes, l + 1)[:B]
     g = _region(gbuf, R, coff, sizes, l)[:B]
     a = _region(abuf, R, coff, sizes, l)[:B]
-    z = _region(zbuf, R, coff, sizes, l)[:B] if _needs_z(acts[l]) else a
+    z = _region(zbuf, R, coff, sizes, l)[:B]
     gemm(dnext, False, _weights(theta, sizes, woff, l + 1)[c0:c1, :], True, g[:, c0:c1])
     if l + 1 == L - 1:
         # the output layer's gradient, rows c0:c1 of it; ``a`` is still its masked input

@@ -27,7 +27,6 @@ import numpy as np
 from numba import njit, prange
 
 from .._config import INLINE, PARALLEL, SERIAL
-from .activations import GELU, SILU
 from .dense import dense_backward, dense_forward
 from .dropout import dropout_backward_, dropout_forward_, step_key
 from .losses import CROSS_ENTROPY, link_, loss_grad, loss_value, metric_sums_
@@ -44,11 +43,6 @@ def _weights(theta, sizes, woff, l):
 @njit(**INLINE)
 def _region(buf, R, coff, sizes, l):
     return buf[R * coff[l] : R * coff[l + 1]].reshape((R, sizes[l + 1]))
-
-
-@njit(**INLINE)
-def _needs_z(act):
-    return act == GELU or act == SILU
 
 
 @njit(**SERIAL)
@@ -80,7 +74,7 @@ def _backward_rows(x, r0, r1, theta, sizes, acts, woff, boff, coff, R, abuf, zbu
     L = acts.shape[0]
     for l in range(L - 1, -1, -1):
         a = _region(abuf, R, coff, sizes, l)[r0:r1]
-        z = _region(zbuf, R, coff, sizes, l)[r0:r1] if _needs_z(acts[l]) else a
+        z = _region(zbuf, R, coff, sizes, l)[r0:r1]
         g = _region(gbuf, R, coff, sizes, l)[r0:r1]
         if drop.shape[0] > 0 and drop[l + 1] > 0:
             # layer l+1 has already used the masked output as its input; unmask for f'
