@@ -5,7 +5,9 @@ single-threaded on its block (see ``kernels/engine.py``). Two thread pools on th
 cores, Numba's OpenMP workers spinning while OpenBLAS's threads wait for the cores, made
 a prototype 16x slower; here only Numba's pool ever runs.
 
-:func:`set_num_threads` sets how many threads fastbp uses. Every public call enters
+:func:`set_num_threads` sets how many threads fastbp uses; by default all of Numba's pool,
+capped by ``OMP_NUM_THREADS``, and ``threadpoolctl.threadpool_limits`` sets it too (see
+:class:`FastbpThreadpoolController`). Every public call enters
 :func:`compute_threads`, which applies that count to Numba in the calling thread (Numba's
 setting is thread-local) and holds the BLAS library that Numba calls (SciPy's OpenBLAS) at
 one thread, restoring both on exit, even on error.
@@ -14,41 +16,128 @@ one thread, restoring both on exit, even on error.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numba
 import numpy as np
+from threadpoolctl import LibController, register
+
+
+def _default_threads() -> int:
+    """Numba's pool size (``NUMBA_NUM_THREADS``, all cores unless set), capped by
+    ``OMP_NUM_THREADS`` when that is a positive integer (or a list, whose first level
+    counts): the variable joblib's loky workers, Dask's nanny and batch schedulers set to
+    share a machine's cores between processes."""
+    pool = numba.config.NUMBA_NUM_THREADS
+    first = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    return min(pool, int(first)) if first.isdigit() and int(first) >= 1 else pool
+
 
 _lock = threading.Lock()
-_n_threads: int = numba.config.NUMBA_NUM_THREADS
+_n_threads: int = _default_threads()
+#: Whether ``fit`` chooses how many of the ``_n_threads`` run each segment (``_adaptive.py``);
+#: on by default, off after an explicit ``set_num_threads(n)``.
+_adaptive: bool = True
 _blas_depth = 0
 _blas_saved: list[int] = []
 _blas_libs: list | None = None
 
 
 def get_num_threads() -> int:
-    """Number of threads fastbp's kernels use (default: all of Numba's, usually all cores)."""
+    """Number of threads fastbp's kernels split their work for (default: all of Numba's
+    pool, usually all cores, capped by ``OMP_NUM_THREADS``)."""
     return _n_threads
 
 
-def set_num_threads(n: int) -> None:
+def set_num_threads(n: int, *, adaptive: bool = False) -> None:
     """Set the number of threads for every later fastbp call, from any Python thread.
+
+    By default (before any call to this function) ``fit`` is adaptive: it splits its work
+    for all the threads but measures, while it trains, whether fewer of them run faster
+    (they do when other programs keep cores busy) and runs that many. An explicit
+    ``set_num_threads(n)`` runs exactly ``n``; ``adaptive=True`` keeps choosing, up to ``n``.
+    The weights do not depend on the choice: they are those of ``set_num_threads(n)``.
 
     Parameters
     ----------
     n : int
         Between 1 and ``numba.config.NUMBA_NUM_THREADS`` (the size of Numba's pool, set by
         the ``NUMBA_NUM_THREADS`` environment variable before Numba starts).
+    adaptive : bool, default False
+        Let ``fit`` run fewer than ``n`` threads where that measures faster.
     """
-    global _n_threads
+    global _n_threads, _adaptive
     limit = numba.config.NUMBA_NUM_THREADS
     if isinstance(n, bool) or not isinstance(n, int | np.integer):
         raise TypeError(f"n must be an int, got {type(n).__name__}: {n!r}")
     if not 1 <= n <= limit:
         raise ValueError(f"n must be between 1 and NUMBA_NUM_THREADS={limit}, got {n!r}")
+    if not isinstance(adaptive, bool | np.bool_):
+        raise TypeError(f"adaptive must be a bool, got {type(adaptive).__name__}: {adaptive!r}")
     _n_threads = int(n)
+    _adaptive = bool(adaptive)
+
+
+def adaptive() -> bool:
+    """Whether ``fit`` chooses how many threads run (see :func:`set_num_threads`)."""
+    return _adaptive
+
+
+@contextmanager
+def thread_setting(n: int | None = None, *, adaptive: bool = False) -> Iterator[None]:
+    """Run a block with ``set_num_threads(n, adaptive=adaptive)`` (``n=None``: leave the
+    setting) and restore the previous setting, adaptivity included, on exit."""
+    global _n_threads, _adaptive
+    saved = (_n_threads, _adaptive)
+    try:
+        if n is not None:
+            set_num_threads(n, adaptive=adaptive)
+        yield
+    finally:
+        _n_threads, _adaptive = saved
+
+
+def _limit(n: int) -> None:
+    """Set the thread count, clamped to 1 .. Numba's pool size (for threadpoolctl, which
+    asks for any count, and restores the previous one on exit)."""
+    global _n_threads
+    _n_threads = max(1, min(int(n), numba.config.NUMBA_NUM_THREADS))
+
+
+class FastbpThreadpoolController(LibController):
+    """fastbp's thread count as a threadpoolctl pool (``user_api="fastbp"``), so that
+    ``threadpoolctl.threadpool_limits(n)`` (which scikit-learn, joblib and users wrap around
+    nested parallel code) and ``threadpool_info()`` reach it, like BLAS and OpenMP.
+
+    threadpoolctl finds pools through the shared libraries a process has loaded. fastbp's
+    threads are Numba's, and Numba's pool library loads only when it first runs, so this
+    controller attaches to the helper extension every Numba process loads at import
+    (``numba/_helperlib``); it sets fastbp's count (:func:`set_num_threads`), not
+    anything in that library.
+    """
+
+    user_api = "fastbp"
+    internal_api = "fastbp"
+    filename_prefixes = ("_helperlib",)
+    check_symbols = ("PyInit__helperlib",)
+
+    def get_num_threads(self) -> int:
+        return _n_threads
+
+    def set_num_threads(self, num_threads: int) -> None:
+        _limit(num_threads)
+
+    def get_version(self) -> str:
+        return getattr(sys.modules.get("fastbp"), "__version__", "unknown")
+
+    def set_additional_attributes(self) -> None:
+        self.pool_size = numba.config.NUMBA_NUM_THREADS
+
+
+register(FastbpThreadpoolController)
 
 
 def _numba_blas() -> list:

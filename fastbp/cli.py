@@ -5,7 +5,7 @@ One subcommand per job::
     fastbp train data.csv --target species --hidden 64,32 --epochs 20 --out model.fbp
     fastbp predict model.fbp new.csv --out preds.csv [--proba]
     fastbp info model.fbp
-    fastbp bench [--quick] [--workloads A,B] [--threads N] [--json out.json] [--peers torch,jax]
+    fastbp bench [--quick] [--workloads A,B] [--threads N] [--load] [--json out.json] [--peers torch,jax]
 
 ``train`` reads a CSV (a header row; numeric feature columns; the target may be text for
 classification) or an ``.npz`` holding arrays ``X`` and ``y``, trains an MLP and saves it
@@ -125,6 +125,9 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--plot", default=None, metavar="PNG",
                    help="bar chart of each implementation's samples/s relative to NumPy "
                         "(needs matplotlib: pip install 'fastbp[plot]')")  # fmt: skip
+    p.add_argument("--load", action="store_true",
+                   help="then run every workload again with one core kept busy by another process, with "
+                        "fastbp at one thread beside it (fastbp@1)")  # fmt: skip
     p.add_argument("--peers", type=_peer_list, default=None, metavar=",".join(PEERS),
                    help="also time these libraries where installed (never a dependency; "
                         "'not installed' in the table otherwise)")  # fmt: skip
@@ -381,28 +384,22 @@ class _Threads:
     n: int | None
 
     def __post_init__(self) -> None:  # check now, before any file is read
-        from . import get_num_threads, set_num_threads
+        from ._threads import thread_setting
 
-        saved = get_num_threads()
         try:
-            if self.n is not None:
-                set_num_threads(self.n)
+            with thread_setting(self.n):
+                pass
         except ValueError as exc:
             raise CLIError(f"--threads: {exc}") from None
-        finally:
-            set_num_threads(saved)
 
     def __enter__(self) -> None:
-        from . import get_num_threads, set_num_threads
+        from ._threads import thread_setting
 
-        self._saved = get_num_threads()
-        if self.n is not None:
-            set_num_threads(self.n)
+        self._setting = thread_setting(self.n)
+        self._setting.__enter__()
 
     def __exit__(self, *exc: object) -> None:
-        from . import set_num_threads
-
-        set_num_threads(self._saved)
+        self._setting.__exit__(None, None, None)
 
 
 def _check_out_dir(path: str, option: str) -> None:
@@ -699,7 +696,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             return 2
     try:
         report = runner.run_bench(args.workloads, rows=args.rows, repeats=args.repeats, quick=args.quick,
-                                  threads=args.threads, peers=args.peers, out=sys.stdout)  # fmt: skip
+                                  threads=args.threads, peers=args.peers, load=args.load,
+                                  out=sys.stdout)  # fmt: skip
     except runner.BenchError as exc:
         print(f"{PROG} bench: error: {exc}", file=sys.stderr)
         return 2

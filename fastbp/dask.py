@@ -41,7 +41,7 @@ from contextlib import contextmanager
 import numba
 import numpy as np
 
-from ._threads import get_num_threads, set_num_threads
+from ._threads import adaptive, get_num_threads, set_num_threads
 from ._validation import check_int
 from .kernels.losses import CROSS_ENTROPY
 from .model import History, Sequential
@@ -60,7 +60,7 @@ __all__ = ["fit_data_parallel", "fit_incremental", "predict"]
 # ---------------------------------------------------------------------- threads in tasks
 _threads_lock = threading.Lock()
 _threads_depth = 0
-_threads_saved = 1
+_threads_saved: tuple[int, bool] = (1, False)
 
 
 @contextmanager
@@ -76,7 +76,7 @@ def _task_threads(n: int | None) -> Iterator[None]:
         return
     with _threads_lock:
         if _threads_depth == 0:
-            _threads_saved = get_num_threads()
+            _threads_saved = (get_num_threads(), adaptive())
         _threads_depth += 1
         # a worker may have fewer cores than the driver that asked
         set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
@@ -86,7 +86,7 @@ def _task_threads(n: int | None) -> Iterator[None]:
         with _threads_lock:
             _threads_depth -= 1
             if _threads_depth == 0:
-                set_num_threads(_threads_saved)
+                set_num_threads(_threads_saved[0], adaptive=_threads_saved[1])
 
 
 # ---------------------------------------------------------------------- input checks

@@ -9,9 +9,11 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 
-from . import _config
+from . import _config, _threads
+from ._adaptive import ThreadChooser
 from ._threads import compute_threads
 from ._training import (
     Progress,
@@ -355,6 +357,8 @@ class Sequential:
             "mpart": np.zeros((n_threads, 3), dtype=np.float64),
             "sq": np.zeros(n_chunks(plan.n_params), dtype=np.float64),
             "coef": np.zeros(N_COEF, dtype=dt),
+            "chooser": ThreadChooser(n_threads),
+            "fresh": True,  # no segment has run in it yet
         }
         self._workspace = ws
         return ws
@@ -512,10 +516,17 @@ class Sequential:
                 ws = self._workspace_for(rows, n_threads)
                 mpart = ws["mpart"] if self.metrics else ws["mpart"][:0]
                 cols = ws["cols"]
+                # how many of the n_threads run each segment (the work is split for all of
+                # them whatever runs, so the weights do not depend on it): _adaptive.py
+                chooser = ws["chooser"] if _threads.adaptive() and n_threads > 1 else None
                 b = 0
                 seg = self._segment_batches
                 while b < n_batches:
-                    b1 = min(n_batches, b + seg)
+                    run, length = n_threads, seg
+                    if chooser is not None:
+                        run, length = chooser.choose(seg)
+                        numba.set_num_threads(run)
+                    b1 = min(n_batches, b + length)
                     t0 = time.perf_counter()
                     args = (
                         self._theta, *plan.net(), self._loss, plan.drop, seed, opt.code, hyper, clipnorm,
@@ -532,10 +543,14 @@ class Sequential:
                         )  # fmt: skip
                     if bad >= 0:
                         raise TrainingDivergedError(epoch, int(bad), history)
-                    # size the next segment to take about SEGMENT_SECONDS
-                    rate = (b1 - b) / max(time.perf_counter() - t0, 1e-6)
-                    seg = max(1, min(4 * (b1 - b), int(rate * _config.SEGMENT_SECONDS)))
-                    self._segment_batches = seg
+                    seconds = time.perf_counter() - t0
+                    if chooser is not None and not ws["fresh"]:  # the first may have compiled
+                        chooser.record(run, b1 - b, seconds)
+                    ws["fresh"] = False
+                    if length == seg:  # size the next segment to take about SEGMENT_SECONDS
+                        rate = (b1 - b) / max(seconds, 1e-6)
+                        seg = max(1, min(4 * (b1 - b), int(rate * _config.SEGMENT_SECONDS)))
+                        self._segment_batches = seg
                     b = b1
                     progress.update(b, acc[0] / max(acc[1], 1e-300))
             logs = {"loss": float(acc[0] / acc[1])}

@@ -9,6 +9,7 @@ any timing starts.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import subprocess
@@ -190,6 +191,38 @@ def test_threads_option_sets_and_restores(monkeypatch):
     assert seen == [1, 1] and report["threads"]["fastbp"] == 1 and report["threads"]["numpy_baseline_blas"] == 1
     assert report["ceiling"]["blas_threads"] == 1
     assert fb.get_num_threads() == before
+
+
+def test_busy_core_spins_only_inside_the_block():
+    with runner.busy_core() as proc:
+        assert proc.poll() is None  # running
+    assert proc.poll() is not None  # killed and reaped on exit
+
+
+def test_load_runs_every_workload_again_beside_one_thread(monkeypatch):
+    """``--load``: a second pass with a core kept busy, fastbp@1 (one fixed thread) beside
+    the default; both checked against NumPy like any implementation."""
+    busy = []
+    real = runner.busy_core
+
+    @contextlib.contextmanager
+    def spy():
+        with real() as proc:
+            busy.append(proc)
+            yield proc
+
+    monkeypatch.setattr(runner, "busy_core", spy)
+    out = io.StringIO()
+    report = runner.run_bench("tabular_small", rows=256, repeats=2, quick=True, load=True, out=out)
+    assert report["ok"] is True and len(busy) == 1 and busy[0].poll() is not None
+    quiet, loaded = report["workloads"]["tabular_small"], report["loaded"]["workloads"]["tabular_small"]
+    assert "fastbp@1" not in quiet["impls"]
+    for name in ("fastbp", "fastbp@1", "numpy"):
+        rec = loaded["impls"][name]
+        assert rec["status"] == "ok" and rec["spread"] == max(rec["times_s"]) / min(rec["times_s"]) >= 1
+    assert loaded["impls"]["fastbp@1"]["ratio_vs_numpy"] > 0
+    printed = out.getvalue()
+    assert "one core busy" in printed and "fastbp@1/s (xNumPy)" in printed
 
 
 @pytest.mark.parametrize("peer", ["torch", "jax"])

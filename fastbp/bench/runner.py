@@ -44,6 +44,7 @@ import math
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -58,6 +59,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 import fastbp as fb
 
+from .._threads import thread_setting
 from . import peers as peers_mod
 from .workloads import WORKLOADS, Workload, make_data, make_fastbp, make_numpy
 
@@ -220,6 +222,7 @@ def _measure(run: Callable[[], object], repeats: int, n_samples: int, flop_per_s
         "status": "ok",
         "warmup_s": warmup,
         "times_s": times,
+        "spread": max(times) / min(times),
         "median_s": median,
         "samples_per_s": sps,
         "gflop_per_s": flop_per_sample * sps / 1e9,
@@ -268,11 +271,15 @@ def _check_outputs(name: str, p: np.ndarray, q: np.ndarray) -> tuple[float | Non
 
 
 def run_workload(w: Workload, *, rows: int, repeats: int, threads: int | None, peers: dict[str, str | None],
-                 settle_s: float = SETTLE_S, seed: int = 0) -> dict:  # fmt: skip
+                 settle_s: float = SETTLE_S, seed: int = 0,
+                 variants: dict[str, int] | None = None) -> dict:  # fmt: skip
     """Time one workload on fastbp, NumPy and each peer; returns its JSON record.
 
     ``peers`` maps each requested peer to ``None`` (importable) or why it is not.
+    ``variants`` maps more names to a fixed fastbp thread count each (``{"fastbp@1": 1}``),
+    timed after fastbp and checked like a peer.
     """
+    variants = variants or {}
     X, y = make_data(w, rows, seed=seed)
     n = X.shape[0]
     fps = w.flop_per_sample()
@@ -325,6 +332,8 @@ def run_workload(w: Workload, *, rows: int, repeats: int, threads: int | None, p
             rec["errors"].append(f"{name} failed: {type(exc).__name__}: {exc}")
 
     attempt("fastbp", fastbp_run, nullcontext)
+    for name, n in variants.items():
+        attempt(name, fastbp_run, lambda n=n: thread_setting(n))
     attempt("numpy", lambda Xs, ys: _numpy_runner(make_numpy(w, weights), w, Xs, ys), numpy_scope)
     for name, status in peers.items():
         if status is not None:
@@ -375,7 +384,7 @@ def run_workload(w: Workload, *, rows: int, repeats: int, threads: int | None, p
     f, b = impls.get("fastbp", {}), impls.get("numpy", {})
     ok_pair = f.get("samples_per_s") and b.get("samples_per_s")
     rec["ratio"] = f["samples_per_s"] / b["samples_per_s"] if ok_pair else None
-    for name in peers:
+    for name in [*peers, *variants]:
         p = impls.get(name, {})
         if p.get("samples_per_s") and b.get("samples_per_s"):
             p["ratio_vs_numpy"] = p["samples_per_s"] / b["samples_per_s"]
@@ -385,7 +394,7 @@ def run_workload(w: Workload, *, rows: int, repeats: int, threads: int | None, p
 
 # ---------------------------------------------------------------------------- table
 _COLUMNS = [("workload", 16, "<"), ("rows", 7, ">"), ("fastbp/s", 9, ">"), ("NumPy/s", 9, ">"),
-            ("fastbp/NumPy", 12, ">"), ("GFLOP/s", 8, ">"), ("% sgemm", 7, ">")]  # fmt: skip
+            ("fastbp/NumPy", 12, ">"), ("GFLOP/s", 8, ">"), ("% sgemm", 7, ">"), ("spread", 6, ">")]  # fmt: skip
 _PEER_WIDTH = 18
 _CHECK_WIDTH = 8
 
@@ -427,6 +436,7 @@ def table_row(rec: dict, peers: Sequence[str]) -> str:
         f"{rec['ratio']:.2f}x" if rec.get("ratio") else "-",
         f"{gflops:.1f}" if gflops else "-",
         f"{100 * gflops / ceiling:.0f}%" if gflops and ceiling else "-",
+        f"{f['spread']:.2f}" if f.get("spread") else "-",
     ]
     check = "ok" if rec["ok"] else ("MISMATCH" if any(i.get("status") == "mismatch" for i in impls.values())
                                     else "ERROR")  # fmt: skip
@@ -451,7 +461,8 @@ def format_header(report: dict) -> str:
         f"sgemm ceiling: {c['gflop_per_s']:.1f} GFLOP/s (NumPy float32 matmul, n={c['n']}, best of {c['reps']}, "
         f"{c['blas_threads']} BLAS threads)",
         f"float32; samples/s = rows / median of {cfg['repeats']} timed epoch(s) after 1 untimed warm-up "
-        f"(predict passes for infer_*); rows in order, no shuffle" + (" [--quick]" if cfg["quick"] else ""),
+        f"(predict passes for infer_*); rows in order, no shuffle; spread = slowest / fastest timed epoch "
+        f"of fastbp" + (" [--quick]" if cfg["quick"] else ""),
     ]
     if peer_bits:
         lines.append("peers: " + "; ".join(peer_bits))
@@ -466,15 +477,29 @@ def format_table(report: dict) -> str:
 
 
 # ---------------------------------------------------------------------------- the run
+#: ``--load``: what keeps a core busy, and the fixed-thread fastbp timed beside the default.
+BUSY_DESCRIPTION: str = "another Python process spinning: while True: pass"
+LOAD_VARIANTS: dict[str, int] = {"fastbp@1": 1}
+
+
+@contextmanager
+def busy_core() -> Iterator[subprocess.Popen]:
+    """Another process spinning on a core for the duration of the block, as a browser tab,
+    a second training job or a neighbour on a shared VM does to a laptop's cores."""
+    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        time.sleep(0.3)  # started and spinning before the first timing
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 @contextmanager
 def _fastbp_threads(n: int | None) -> Iterator[int]:
-    old = fb.get_num_threads()
-    if n is not None:
-        fb.set_num_threads(n)
-    try:
+    with thread_setting(n):
         yield fb.get_num_threads()
-    finally:
-        fb.set_num_threads(old)
 
 
 def _xla_single_thread(threads: int | None, peers: Sequence[str]) -> str | None:
@@ -492,7 +517,7 @@ def _xla_single_thread(threads: int | None, peers: Sequence[str]) -> str | None:
 
 def run_bench(workloads: str | Sequence[str] | None = None, *, rows: int | None = None, repeats: int | None = None,
               quick: bool = False, threads: int | None = None, peers: str | Sequence[str] | None = None,
-              seed: int = 0, out: TextIO | None = None) -> dict:  # fmt: skip
+              seed: int = 0, load: bool = False, out: TextIO | None = None) -> dict:  # fmt: skip
     """Run the benchmark and return the report (what ``--json`` writes).
 
     Parameters
@@ -513,6 +538,10 @@ def run_bench(workloads: str | Sequence[str] | None = None, *, rows: int | None 
         ``"torch,jax"``: also time these where importable; "not installed" otherwise.
     seed : int, default=0
         Seeds the data and the initial weights.
+    load : bool, default=False
+        Then run every workload again with one core kept busy by another process (see
+        :func:`busy_core`), and fastbp at one thread beside it (``fastbp@1``): the report's
+        ``loaded`` holds that second pass, with ``workloads`` as for the first.
     out : text stream, optional
         Where the header and each row are printed as they finish (``sys.stdout`` for the
         CLI); by default nothing is printed (:func:`format_table` formats a finished report).
@@ -592,24 +621,34 @@ def run_bench(workloads: str | Sequence[str] | None = None, *, rows: int | None 
             "workloads": {},
         }
         say(format_header(report))
-        say("")
-        say(table_header(peer_names))
-        for wid in ids:
-            w = WORKLOADS[wid]
-            n_rows = rows if rows is not None else (min(QUICK_ROWS, w.rows) if quick else w.rows)
-            rec = run_workload(w, rows=n_rows, repeats=repeats, threads=threads, peers=peer_status,
-                               settle_s=settle, seed=seed)  # fmt: skip
-            gflops = rec["impls"].get("fastbp", {}).get("gflop_per_s")
-            rec["ceiling_gflop_per_s"] = ceiling["gflop_per_s"]
-            rec["pct_of_ceiling"] = 100 * gflops / ceiling["gflop_per_s"] if gflops else None
-            report["workloads"][wid] = rec
-            report["ok"] = report["ok"] and rec["ok"]
-            say(table_row(rec, peer_names))
+
+        def one_pass(into: dict, variants: dict[str, int]) -> None:
+            say("")
+            say(table_header([*peer_names, *variants]))
+            for wid in ids:
+                w = WORKLOADS[wid]
+                n_rows = rows if rows is not None else (min(QUICK_ROWS, w.rows) if quick else w.rows)
+                rec = run_workload(w, rows=n_rows, repeats=repeats, threads=threads, peers=peer_status,
+                                   settle_s=settle, seed=seed, variants=variants)  # fmt: skip
+                gflops = rec["impls"].get("fastbp", {}).get("gflop_per_s")
+                rec["ceiling_gflop_per_s"] = ceiling["gflop_per_s"]
+                rec["pct_of_ceiling"] = 100 * gflops / ceiling["gflop_per_s"] if gflops else None
+                into[wid] = rec
+                report["ok"] = report["ok"] and rec["ok"]
+                say(table_row(rec, [*peer_names, *variants]))
+
+        one_pass(report["workloads"], {})
+        if load:
+            report["loaded"] = {"busy": BUSY_DESCRIPTION, "variants": LOAD_VARIANTS, "workloads": {}}
+            say(f"\none core busy ({BUSY_DESCRIPTION}); fastbp@1: fastbp.set_num_threads(1)")
+            with busy_core():
+                one_pass(report["loaded"]["workloads"], LOAD_VARIANTS)
         try:
             report["threads"]["numba_threading_layer"] = numba.threading_layer()
         except ValueError:  # no parallel kernel ran (every workload failed)
             pass
     n_bad = sum(not r["ok"] for r in report["workloads"].values())
+    n_bad += sum(not r["ok"] for r in report.get("loaded", {}).get("workloads", {}).values())
     if n_bad:
         say(f"\n{n_bad} workload(s) failed their check: see the ! lines above")
     return report

@@ -1,0 +1,120 @@
+"""How many threads run each compiled segment of a ``fit`` epoch, chosen by measurement.
+
+fastbp's parallel kernels split a batch into a fixed number of blocks, one per thread of
+the thread count (:func:`fastbp.get_num_threads`), and end each parallel region at a
+barrier. On a machine whose cores are busy with other work (a second process, a browser,
+a neighbour on a shared VM), one of those threads is descheduled for a time slice at a
+time and every barrier waits for it: measured on 2 cores with one taken by a spinning
+process, 784-512-256-10 at batch 128 trained at 12.5k samples/s on 2 threads against 34k
+on 1. Small networks may gain nothing from a second thread even on an idle machine.
+
+So training measures instead of guessing. An epoch already runs as compiled segments of
+about 0.2 s; :class:`ThreadChooser` times each one and picks, for the next, the fastest of
+the candidate counts (the thread count, then halvings down to 1), re-trying the others in
+short probe segments now and then, and at once when the current rate falls.
+
+Only the number of threads that *run* changes: the blocks the work is split into, and the
+order their partial sums are added, stay those of the full thread count whoever computes
+them, so the weights are bit for bit those of a fixed ``set_num_threads(n)`` run.
+"""
+
+from __future__ import annotations
+
+#: Segments between probes of another thread count: at first, and at most after probes
+#: that kept confirming the current count (each doubles the wait).
+PROBE_EVERY: int = 8
+PROBE_EVERY_MAX: int = 64
+#: A probe segment's length, as a fraction of a normal segment (at least one batch).
+PROBE_FRACTION: float = 0.25
+#: Switch to another count only when its measured rate beats the current one's by this.
+MARGIN: float = 1.05
+#: A segment slower than this fraction of the current count's rate triggers a probe.
+DROP: float = 0.7
+#: Weight of the newest segment in each count's rate (exponential moving average).
+ALPHA: float = 0.5
+
+
+class ThreadChooser:
+    """Chooses the threads for each training segment among ``cap, cap // 2, ..., 1``.
+
+    Call :meth:`choose` before a segment (it returns the thread count and the segment
+    length to use) and :meth:`record` after it with the batches run and the seconds taken.
+
+    Examples
+    --------
+    >>> c = ThreadChooser(2)
+    >>> c.choose(40)                          # nothing measured yet: a short segment
+    (2, 10)
+    >>> c.record(2, 10, 0.1)                  # 100 batches/s on 2 threads
+    >>> c.choose(40)                          # then a short look at the other count
+    (1, 10)
+    >>> c.record(1, 10, 0.05)                 # 200 batches/s on 1: a core is busy
+    >>> c.choose(40)
+    (1, 40)
+    """
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.candidates: list[int] = []
+        n = cap
+        while n >= 1:
+            self.candidates.append(n)
+            n = n // 2 if n > 1 else 0
+        self.rate: dict[int, float] = {}
+        self.current = cap
+        self._since_probe = 0
+        self._probe_next = False
+        self._flip = False
+        self._interval = PROBE_EVERY
+
+    def choose(self, batches: int) -> tuple[int, int]:
+        """(threads, batches) for the next segment, ``batches`` being its normal length.
+
+        A count not measured yet, the current one included, runs a short probe segment
+        first, so that a slow choice costs little before it is known to be slow."""
+        if self.cap == 1:
+            return 1, batches
+        short = max(1, int(batches * PROBE_FRACTION))
+        if self.current not in self.rate:
+            return self.current, short
+        self._since_probe += 1
+        other = self._probe_candidate()
+        if other is not None and (self._probe_next or self._since_probe > self._interval or other not in self.rate):
+            self._since_probe = 0
+            self._probe_next = False
+            return other, short
+        return self.current, batches
+
+    def record(self, threads: int, batches: int, seconds: float) -> None:
+        """Add a segment's measured rate; move to a faster count if it is one."""
+        if self.cap == 1 or batches <= 0 or seconds <= 0:
+            return
+        r = batches / seconds
+        old = self.rate.get(threads)
+        probe = threads != self.current
+        if probe or old is None:
+            self.rate[threads] = r  # the newest figure for that count, whatever came before
+        else:
+            self.rate[threads] = ALPHA * r + (1 - ALPHA) * old
+            if r < DROP * old:  # the machine changed: look around at once
+                self._probe_next = True
+                self._interval = PROBE_EVERY
+        best = max(self.rate, key=self.rate.__getitem__)
+        if best != self.current and self.rate[best] > MARGIN * self.rate.get(self.current, 0.0):
+            self.current = best
+            self._interval = PROBE_EVERY
+        elif probe:  # the current count confirmed: probe less often
+            self._interval = min(2 * self._interval, PROBE_EVERY_MAX)
+
+    def _probe_candidate(self) -> int | None:
+        """The neighbouring count to try next: one never measured first, else the one
+        measured longest ago, alternating between the count above and the one below."""
+        i = self.candidates.index(self.current)
+        neighbours = [self.candidates[j] for j in (i - 1, i + 1) if 0 <= j < len(self.candidates)]
+        if not neighbours:
+            return None
+        unseen = [n for n in neighbours if n not in self.rate]
+        if unseen:
+            return unseen[0]
+        self._flip = not self._flip
+        return neighbours[int(self._flip) % len(neighbours)]

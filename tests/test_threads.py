@@ -1,0 +1,189 @@
+"""fastbp follows the ecosystem's thread conventions: threadpoolctl's limits, OMP_NUM_THREADS
+and joblib/loky workers reach its thread count, so nested parallelism does not
+oversubscribe the cores; ``fb.set_num_threads`` stays the explicit control."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numba
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info, threadpool_limits
+
+import fastbp as fb
+import fastbp._adaptive as adaptive
+import fastbp._config as fb_config
+import fastbp._threads as fb_threads
+from fastbp._adaptive import ThreadChooser
+
+POOL = numba.config.NUMBA_NUM_THREADS
+
+
+@pytest.fixture
+def restore_threads():
+    before = fb.get_num_threads()
+    yield
+    fb.set_num_threads(before)
+
+
+def _fit_threads() -> int:
+    """Train a tiny model; the thread count its training step ran with."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((64, 4)).astype(np.float32)
+    model = fb.Sequential([fb.Dense(8, activation="relu"), fb.Dense(2)], loss="cross_entropy", seed=0)
+    model.fit(X, (X[:, 0] > 0).astype(int), epochs=1, batch_size=64)
+    return model._workspace["threads"]
+
+
+def test_threadpool_info_lists_fastbp(restore_threads):
+    pools = [p for p in threadpool_info() if p["user_api"] == "fastbp"]
+    assert len(pools) == 1
+    assert pools[0]["num_threads"] == fb.get_num_threads()
+    assert pools[0]["version"] == fb.__version__
+    assert pools[0]["pool_size"] == POOL
+
+
+def test_threadpool_limits_reach_fastbp(restore_threads):
+    fb.set_num_threads(POOL)
+    with threadpool_limits(1):
+        assert fb.get_num_threads() == 1
+        assert _fit_threads() == 1
+    assert fb.get_num_threads() == POOL
+    with threadpool_limits(limits=1, user_api="fastbp"):
+        assert fb.get_num_threads() == 1
+    with threadpool_limits(limits={"fastbp": 1}):
+        assert fb.get_num_threads() == 1
+    assert fb.get_num_threads() == POOL
+    with threadpool_limits(limits=10_000):  # more than the pool: clamped, not an error
+        assert fb.get_num_threads() == POOL
+
+
+@pytest.mark.parametrize(("value", "expected"), [("1", 1), ("1,1", 1), (" 1 ", 1), ("0", POOL), ("many", POOL)])
+def test_omp_num_threads_caps_the_default(value, expected):
+    env = dict(os.environ, OMP_NUM_THREADS=value)
+    out = subprocess.run([sys.executable, "-c", "import fastbp; print(fastbp.get_num_threads())"], env=env,
+                         capture_output=True, text=True, check=True, timeout=120)  # fmt: skip
+    assert int(out.stdout) == expected
+
+
+def _worker_threads(_: int) -> tuple[int, int]:
+    import numba as nb
+
+    import fastbp
+
+    return fastbp.get_num_threads(), nb.config.NUMBA_NUM_THREADS
+
+
+def test_loky_workers_share_the_cores():
+    """joblib gives each loky worker cpu_count // n_jobs threads (it sets NUMBA_NUM_THREADS
+    and OMP_NUM_THREADS in the workers), or ``inner_max_num_threads``: fastbp takes that."""
+    joblib = pytest.importorskip("joblib")
+    with joblib.parallel_config(backend="loky", inner_max_num_threads=1):
+        got = joblib.Parallel(n_jobs=2)(joblib.delayed(_worker_threads)(i) for i in range(4))
+    assert set(got) == {(1, 1)}
+    expected = max(1, joblib.cpu_count() // 2)
+    got = joblib.Parallel(n_jobs=2, backend="loky")(joblib.delayed(_worker_threads)(i) for i in range(4))
+    assert {threads for threads, _ in got} == {expected}
+
+
+# ---------------------------------------------------------------------- adaptive thread count
+def test_chooser_moves_to_the_faster_count_and_back():
+    c = ThreadChooser(4)
+    assert c.candidates == [4, 2, 1]
+    rates = {4: 100.0, 2: 300.0, 1: 150.0}  # batches/s: cores busy, 2 threads best
+
+    def run(n_segments):
+        used = []
+        for _ in range(n_segments):
+            threads, batches = c.choose(40)
+            used.append(threads)
+            c.record(threads, batches, batches / rates[threads])
+        return used
+
+    used = run(60)
+    assert c.current == 2 and used[-10:].count(2) >= 9  # settles on the fastest, probes rarely
+    assert 1 in used and 4 in used  # after looking at every neighbour
+    rates.update({4: 600.0})  # the other programs stopped
+    run(3 * adaptive.PROBE_EVERY_MAX)
+    assert c.current == 4
+
+
+def test_chooser_probes_short_and_backs_off():
+    c = ThreadChooser(2)
+    probes = []
+    for _ in range(200):
+        threads, batches = c.choose(40)
+        if threads == 1:
+            probes.append(batches)
+        c.record(threads, batches, batches / (100.0 if threads == 2 else 60.0))
+    assert c.current == 2
+    assert set(probes) == {10}  # a quarter of a segment
+    assert len(probes) < 200 / adaptive.PROBE_EVERY  # fewer and fewer probes once confirmed
+
+
+def test_chooser_with_one_thread_never_probes():
+    c = ThreadChooser(1)
+    assert all(c.choose(7) == (1, 7) for _ in range(20))
+
+
+@pytest.mark.skipif(POOL < 2, reason="needs 2 Numba threads")
+def test_weights_do_not_depend_on_the_threads_that_ran(restore_threads, monkeypatch):
+    """Adaptive fit, with the chooser forced to alternate 2 and 1 running threads every
+    segment: bit for bit the weights of a fixed 2-thread fit, row and column split."""
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((600, 300)).astype(np.float32)
+    y = rng.integers(0, 4, 600)
+    monkeypatch.setattr(fb_config, "SEGMENT_SECONDS", 1e-9)  # one batch a segment
+    for batch, widths in ((40, (300, 64)), (100, (48, 24))):  # column split, row split
+        results = {}
+        for mode in ("fixed", "alternating"):
+            if mode == "fixed":
+                fb.set_num_threads(2)
+            else:
+                fb.set_num_threads(2, adaptive=True)
+                seen = []
+
+                def choose(self, batches, seen=seen):
+                    seen.append(len(seen) % 2 + 1)
+                    return seen[-1], batches
+
+                monkeypatch.setattr(ThreadChooser, "choose", choose)
+            layers = [fb.Dense(w, activation="relu") for w in widths] + [fb.Dense(4)]
+            model = fb.Sequential(layers, loss="cross_entropy", optimizer=fb.Adam(1e-3), seed=5)
+            h = model.fit(X, y, epochs=2, batch_size=batch, verbose=0)
+            results[mode] = (model.get_weights(), h.history["loss"], model._workspace["cols"])
+        assert len(seen) > 10 and set(seen) == {1, 2}
+        assert results["fixed"][2] == results["alternating"][2] == (batch == 40)
+        assert results["fixed"][1] == results["alternating"][1]
+        for a, b in zip(results["fixed"][0], results["alternating"][0]):
+            np.testing.assert_array_equal(a, b)
+        monkeypatch.undo()
+        monkeypatch.setattr(fb_config, "SEGMENT_SECONDS", 1e-9)
+
+
+def test_explicit_thread_count_turns_adaptation_off(restore_threads):
+    saved = fb_threads.adaptive()
+    try:
+        fb.set_num_threads(1)
+        assert not fb_threads.adaptive()
+        fb.set_num_threads(1, adaptive=True)
+        assert fb_threads.adaptive()
+        with fb_threads.thread_setting(1):
+            assert not fb_threads.adaptive() and fb.get_num_threads() == 1
+        assert fb_threads.adaptive()
+        with threadpool_limits(1):  # a limit caps the count, and keeps the mode
+            assert fb_threads.adaptive()
+        with pytest.raises(TypeError, match="adaptive must be a bool"):
+            fb.set_num_threads(1, adaptive="yes")
+        assert fb_threads.adaptive()
+    finally:
+        fb_threads._adaptive = saved
+
+
+def test_adaptive_is_the_default():
+    out = subprocess.run([sys.executable, "-c", "import fastbp._threads as t; print(t.adaptive())"],
+                         capture_output=True, text=True, check=True, timeout=120)  # fmt: skip
+    assert out.stdout.strip() == "True"
