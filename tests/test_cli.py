@@ -220,6 +220,7 @@ def test_load_runs_every_workload_again_beside_one_thread(monkeypatch):
     for name in ("fastbp", "fastbp@1", "numpy"):
         rec = loaded["impls"][name]
         assert rec["status"] == "ok" and rec["spread"] == max(rec["times_s"]) / min(rec["times_s"]) >= 1
+        assert rec["samples_per_s"] == pytest.approx(loaded["rows"] / rec["median_s"])
     assert loaded["impls"]["fastbp@1"]["ratio_vs_numpy"] > 0
     printed = out.getvalue()
     assert "one core busy" in printed and "fastbp@1/s (xNumPy)" in printed

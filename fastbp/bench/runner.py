@@ -332,8 +332,8 @@ def run_workload(w: Workload, *, rows: int, repeats: int, threads: int | None, p
             rec["errors"].append(f"{name} failed: {type(exc).__name__}: {exc}")
 
     attempt("fastbp", fastbp_run, nullcontext)
-    for name, n in variants.items():
-        attempt(name, fastbp_run, lambda n=n: thread_setting(n))
+    for name, fixed in variants.items():
+        attempt(name, fastbp_run, lambda fixed=fixed: thread_setting(fixed))
     attempt("numpy", lambda Xs, ys: _numpy_runner(make_numpy(w, weights), w, Xs, ys), numpy_scope)
     for name, status in peers.items():
         if status is not None:
