@@ -12,8 +12,10 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -481,3 +483,29 @@ def test_console_script(species, tmp_path):
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 1
     assert proc.stderr == f"fastbp: error: {tmp_path / 'none.csv'}: no such file\n"
+
+
+def test_busy_process_ends_with_its_parent():
+    """A benchmark killed before it can stop its busy process leaves no spinning orphan."""
+    code = ("import os, subprocess, sys, time\n"
+            "from fastbp.bench import runner\n"
+            "p = subprocess.Popen([sys.executable, '-c', runner.BUSY_CODE, str(os.getpid())])\n"
+            "print(p.pid, flush=True)\n"
+            "time.sleep(60)\n")  # fmt: skip
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _alive(child):
+        time.sleep(0.05)
+    assert not _alive(child)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:  # a zombie has exited; only its entry remains
+        return f.read().split(") ")[-1][0] != "Z"

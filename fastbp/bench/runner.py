@@ -478,7 +478,13 @@ def format_table(report: dict) -> str:
 
 # ---------------------------------------------------------------------------- the run
 #: ``--load``: what keeps a core busy, and the fixed-thread fastbp timed beside the default.
-BUSY_DESCRIPTION: str = "another Python process spinning: while True: pass"
+BUSY_DESCRIPTION: str = "another Python process spinning in a bare loop"
+#: The spinning process: a bare Python loop, looking up every ~20 ms whether its parent (the
+#: pid it is given) is still its parent, so that it ends with a benchmark that is killed
+#: before it can stop it.
+BUSY_CODE: str = (
+    "import os, sys\np = int(sys.argv[1])\nwhile os.getppid() == p:\n    for _ in range(1_000_000):\n        pass\n"
+)
 LOAD_VARIANTS: dict[str, int] = {"fastbp@1": 1}
 
 
@@ -486,7 +492,7 @@ LOAD_VARIANTS: dict[str, int] = {"fastbp@1": 1}
 def busy_core() -> Iterator[subprocess.Popen]:
     """Another process spinning on a core for the duration of the block, as a browser tab,
     a second training job or a neighbour on a shared VM does to a laptop's cores."""
-    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"], stdin=subprocess.DEVNULL,
+    proc = subprocess.Popen([sys.executable, "-c", BUSY_CODE, str(os.getpid())], stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         time.sleep(0.3)  # started and spinning before the first timing
