@@ -215,15 +215,16 @@ def test_load_runs_every_workload_again_beside_one_thread(monkeypatch):
 
     monkeypatch.setattr(runner, "busy_core", spy)
     out = io.StringIO()
-    report = runner.run_bench("tabular_small", rows=256, repeats=2, quick=True, load=True, out=out)
+    report = runner.run_bench("tabular_small,infer_mnist", rows=256, repeats=2, quick=True, load=True, out=out)
     assert report["ok"] is True and len(busy) == 1 and busy[0].poll() is not None
-    quiet, loaded = report["workloads"]["tabular_small"], report["loaded"]["workloads"]["tabular_small"]
-    assert "fastbp@1" not in quiet["impls"]
-    for name in ("fastbp", "fastbp@1", "numpy"):
-        rec = loaded["impls"][name]
-        assert rec["status"] == "ok" and rec["spread"] == max(rec["times_s"]) / min(rec["times_s"]) >= 1
-        assert rec["samples_per_s"] == pytest.approx(loaded["rows"] / rec["median_s"])
-    assert loaded["impls"]["fastbp@1"]["ratio_vs_numpy"] > 0
+    for wid in ("tabular_small", "infer_mnist"):  # a training and a forward-only workload
+        quiet, loaded = report["workloads"][wid], report["loaded"]["workloads"][wid]
+        assert "fastbp@1" not in quiet["impls"]
+        for name in ("fastbp", "fastbp@1", "numpy"):
+            rec = loaded["impls"][name]
+            assert rec["status"] == "ok" and rec["spread"] == max(rec["times_s"]) / min(rec["times_s"]) >= 1
+            assert rec["samples_per_s"] == pytest.approx(loaded["rows"] / rec["median_s"])
+        assert loaded["impls"]["fastbp@1"]["ratio_vs_numpy"] > 0
     printed = out.getvalue()
     assert "one core busy" in printed and "fastbp@1/s (xNumPy)" in printed
 

@@ -365,7 +365,7 @@ def run_workload(w: Workload, *, rows: int, repeats: int, threads: int | None, p
         else:
             ref = _softmax(first["numpy"])
             for name in others:  # fastbp's predict applies the softmax; the others return logits
-                p = np.asarray(first[name]) if name == "fastbp" else _softmax(first[name])
+                p = np.asarray(first[name]) if name == "fastbp" or name in variants else _softmax(first[name])
                 diff, problem = _check_outputs(name, p, ref)
                 rec["check"]["max_abs_diff"][name] = diff
                 problems.setdefault(name, []).append(problem)
