@@ -180,17 +180,18 @@ def test_long_workloads_check_a_separate_short_epoch():
 
 def test_threads_option_sets_and_restores(monkeypatch):
     seen = []
-    real = runner._measure
+    real = runner._timed
 
     def spy(*args, **kwargs):
         seen.append(fb.get_num_threads())
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(runner, "_measure", spy)
+    monkeypatch.setattr(runner, "_timed", spy)
     before = fb.get_num_threads()
     report = runner.run_bench(["tabular_small"], rows=256, repeats=1, quick=True, threads=1, out=None)
     assert report["ok"] is True
-    assert seen == [1, 1] and report["threads"]["fastbp"] == 1 and report["threads"]["numpy_baseline_blas"] == 1
+    # warm-up and timed epoch of fastbp and of NumPy, all at one thread
+    assert seen == [1, 1, 1, 1] and report["threads"]["fastbp"] == 1 and report["threads"]["numpy_baseline_blas"] == 1
     assert report["ceiling"]["blas_threads"] == 1
     assert fb.get_num_threads() == before
 
@@ -510,3 +511,21 @@ def _alive(pid: int) -> bool:
         return False
     with open(f"/proc/{pid}/stat") as f:  # a zombie has exited; only its entry remains
         return f.read().split(") ")[-1][0] != "Z"
+
+
+def test_timed_epochs_run_in_rounds(monkeypatch):
+    """One timed epoch of each implementation per round: fastbp, NumPy, fastbp, NumPy, ..."""
+    order = []
+    real_timed = runner._timed
+
+    def spy_timed(run):
+        order.append(run)
+        return real_timed(run)
+
+    monkeypatch.setattr(runner, "_timed", spy_timed)
+    report = runner.run_bench(["tabular_small"], rows=256, repeats=3, quick=True, out=None)
+    assert report["ok"] is True
+    fastbp_run, numpy_run = order[0], order[1]  # the warm-ups
+    assert fastbp_run is not numpy_run
+    assert order[2:] == [fastbp_run, numpy_run] * 3
+    assert all(len(i["times_s"]) == 3 for i in report["workloads"]["tabular_small"]["impls"].values())

@@ -8,6 +8,8 @@ requested peer, see :mod:`fastbp.bench.peers`), then, for each implementation in
    cache, and sizes every buffer); its mean loss is the **first-epoch loss**;
 2. ``repeats`` timed epochs, each one more epoch of training (rows in order, no shuffle,
    so every implementation sees the same batches). samples/s is ``rows / median time``.
+   The timed epochs run in rounds, one of each implementation per round, so that a slow
+   minute of a shared machine slows every implementation rather than the one running then.
 
 A forward-only workload (``infer_mnist``) times fastbp's ``predict`` over all rows against
 the baseline's ``forward`` instead.
@@ -202,20 +204,16 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def _measure(run: Callable[[], object], repeats: int, n_samples: int, flop_per_sample: float) -> tuple[dict, object]:
-    """Warm-up call, then ``repeats`` timed calls of ``run``.
-
-    Returns the JSON record and the warm-up call's result (first-epoch loss or outputs).
-    """
+def _timed(run: Callable[[], object]) -> tuple[float, object]:
+    """(seconds, result) of one call of ``run``."""
     t0 = time.perf_counter()
-    first = run()
-    warmup = time.perf_counter() - t0
-    gc.collect()  # no collection pause inside the timed calls from the set-up garbage
-    times, last = [], first
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        last = run()
-        times.append(time.perf_counter() - t0)
+    result = run()
+    return time.perf_counter() - t0, result
+
+
+def _record(times: list[float], warmup: float, first: object, last: object, n_samples: int,
+            flop_per_sample: float) -> dict:  # fmt: skip
+    """The JSON record of one implementation's timed calls."""
     median = statistics.median(times)
     sps = n_samples / median
     rec = {
@@ -230,7 +228,7 @@ def _measure(run: Callable[[], object], repeats: int, n_samples: int, flop_per_s
     if isinstance(first, float):
         rec["first_epoch_loss"] = first
         rec["last_epoch_loss"] = last
-    return rec, first
+    return rec
 
 
 def _fastbp_runner(model: fb.Sequential, w: Workload, X: np.ndarray, y: np.ndarray) -> Callable[[], object]:
@@ -316,20 +314,29 @@ def run_workload(w: Workload, *, rows: int, repeats: int, threads: int | None, p
         # threadpool_limits applies its limit when created: create it only for the baseline
         return threadpool_limits(limits=threads, user_api="blas") if threads else nullcontext()
 
+    # name -> (timed call, its thread scope, warm-up seconds), for the implementations ready
+    ready: dict[str, tuple[Callable[[], object], Callable[[], AbstractContextManager], float]] = {}
+
+    def fail(name: str, exc: Exception) -> None:  # one failing implementation must not hide the others
+        impls[name] = {"status": "error", "message": f"{type(exc).__name__}: {exc}"}
+        rec["errors"].append(f"{name} failed: {type(exc).__name__}: {exc}")
+        ready.pop(name, None)
+
     def attempt(name: str, make_run: Callable[[np.ndarray, np.ndarray], Callable[[], object]],
                 scope: Callable[[], AbstractContextManager]) -> None:  # fmt: skip
+        """The check epoch and the warm-up epoch (compiles, sizes buffers, is the first epoch)."""
         time.sleep(settle_s)
         try:
             with scope():
                 if separate:
                     check[name] = make_run(X[:n_check], y[:n_check])()
                 run = make_run(X, y)
-                impls[name], first[name] = _measure(run, repeats, n, fps)
+                warmup, first[name] = _timed(run)
             if not separate and w.train:
                 check[name] = first[name]
-        except Exception as exc:  # one failing implementation must not hide the others' numbers
-            impls[name] = {"status": "error", "message": f"{type(exc).__name__}: {exc}"}
-            rec["errors"].append(f"{name} failed: {type(exc).__name__}: {exc}")
+            ready[name] = (run, scope, warmup)
+        except Exception as exc:
+            fail(name, exc)
 
     attempt("fastbp", fastbp_run, nullcontext)
     for name, fixed in variants.items():
@@ -342,6 +349,23 @@ def run_workload(w: Workload, *, rows: int, repeats: int, threads: int | None, p
             continue
         attempt(name, lambda Xs, ys, name=name: peers_mod.make_runner(name, w, weights, hyper, Xs, ys),
                 lambda name=name: peers_mod.peer_threads(name, threads or fb_threads))  # fmt: skip
+
+    # The timed epochs, in rounds: one epoch of each implementation per round, so that a slow
+    # minute of a shared machine falls on all of them rather than on whichever ran then.
+    times: dict[str, list[float]] = {name: [] for name in ready}
+    last: dict[str, object] = {}
+    for _ in range(repeats):
+        gc.collect()  # no collection pause inside the timed calls from the set-up garbage
+        for name, (run, scope, _) in list(ready.items()):
+            time.sleep(settle_s)
+            try:
+                with scope():
+                    seconds, last[name] = _timed(run)
+                times[name].append(seconds)
+            except Exception as exc:
+                fail(name, exc)
+    for name, (_, _, warmup) in ready.items():
+        impls[name] = _record(times[name], warmup, first[name], last[name], n, fps)
 
     # the answers: every implementation against the NumPy baseline
     others = [name for name in first if name != "numpy"]
