@@ -24,8 +24,13 @@ from __future__ import annotations
 #: that kept confirming the current count (each doubles the wait).
 PROBE_EVERY: int = 8
 PROBE_EVERY_MAX: int = 64
-#: A probe segment's length, as a fraction of a normal segment (at least one batch).
+#: A probe segment's length, as a fraction of a normal segment's time (at least one batch):
+#: its batches are scaled by the probed count's last known rate against the current one's,
+#: since under load a count can be 20x slower (measured: 2 threads against 1 on a 64-128-
+#: 64-10 net with one of two cores busy), and a probe sized in batches would then take 20x
+#: as long. A count never measured gets :data:`FIRST_PROBE_FRACTION` of a segment's batches.
 PROBE_FRACTION: float = 0.25
+FIRST_PROBE_FRACTION: float = 1 / 32
 #: Switch to another count only when its measured rate beats the current one's by this.
 MARGIN: float = 1.05
 #: A segment slower than this fraction of the current count's rate triggers a probe.
@@ -43,14 +48,14 @@ class ThreadChooser:
     Examples
     --------
     >>> c = ThreadChooser(2)
-    >>> c.choose(40)                          # nothing measured yet: a short segment
-    (2, 10)
-    >>> c.record(2, 10, 0.1)                  # 100 batches/s on 2 threads
-    >>> c.choose(40)                          # then a short look at the other count
-    (1, 10)
-    >>> c.record(1, 10, 0.05)                 # 200 batches/s on 1: a core is busy
-    >>> c.choose(40)
-    (1, 40)
+    >>> c.choose(64)                          # nothing measured yet: a short segment
+    (2, 16)
+    >>> c.record(2, 16, 0.16)                 # 100 batches/s on 2 threads
+    >>> c.choose(64)                          # then a very short look at the other count
+    (1, 2)
+    >>> c.record(1, 2, 0.01)                  # 200 batches/s on 1: a core is busy
+    >>> c.choose(64)
+    (1, 64)
     """
 
     def __init__(self, cap: int) -> None:
@@ -74,15 +79,16 @@ class ThreadChooser:
         first, so that a slow choice costs little before it is known to be slow."""
         if self.cap == 1:
             return 1, batches
-        short = max(1, int(batches * PROBE_FRACTION))
         if self.current not in self.rate:
-            return self.current, short
+            return self.current, max(1, int(batches * PROBE_FRACTION))
         self._since_probe += 1
         other = self._probe_candidate()
         if other is not None and (self._probe_next or self._since_probe > self._interval or other not in self.rate):
             self._since_probe = 0
             self._probe_next = False
-            return other, short
+            known = self.rate.get(other)
+            fraction = PROBE_FRACTION * min(1.0, known / self.rate[self.current]) if known else FIRST_PROBE_FRACTION
+            return other, max(1, int(batches * fraction))
         return self.current, batches
 
     def record(self, threads: int, batches: int, seconds: float) -> None:

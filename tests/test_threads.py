@@ -120,7 +120,8 @@ def test_chooser_probes_short_and_backs_off():
             probes.append(batches)
         c.record(threads, batches, batches / (100.0 if threads == 2 else 60.0))
     assert c.current == 2
-    assert set(probes) == {10}  # a quarter of a segment
+    assert probes[0] == 1  # 40 / 32: a count never measured gets a very short look
+    assert set(probes[1:]) == {6}  # then a quarter of a segment's time: 40 / 4 * 60 / 100
     assert len(probes) < 200 / adaptive.PROBE_EVERY  # fewer and fewer probes once confirmed
 
 
