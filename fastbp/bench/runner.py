@@ -22,9 +22,9 @@ otherwise it is a separate epoch on the first ``CHECK_ROWS - batch_size // 2`` r
 partial last batch included), run with a fresh model before the warm-up, because over a
 full epoch float32 rounding differences grow along the training trajectory (measured on
 60,000 rows over three OpenBLAS kernels: 1.3e-3 relative with SGD at batch 32, 2.1e-3 with
-Adam), which would drown a 1e-3 check in noise. The full first epochs must still agree to :data:`EPOCH_RTOL`. For a
-forward-only workload, every implementation's softmax output must agree to
-:data:`PROBA_ATOL`. A disagreement, a non-finite loss or an exception is an error row in
+Adam), which would drown a 1e-3 check in noise. The full first epochs must still agree
+to :data:`EPOCH_RTOL`. For a forward-only workload, every implementation's softmax output
+must agree to :data:`PROBA_ATOL`. A disagreement, a non-finite loss or an exception is an error row in
 the table, the report's ``ok`` is False and the command exits with status 1.
 
 Each row also gives fastbp's effective GFLOP/s (``Workload.flop_per_sample() *
