@@ -108,14 +108,17 @@ class _Plan:
 def _column_split(sizes: np.ndarray, rows: int, n_threads: int) -> bool:
     """Whether training batches of ``rows`` rows use the column split (``kernels/columns.py``)
     rather than the row split: for small batches through wide hidden layers, where the row
-    split would leave each thread a few rows against every whole weight matrix."""
+    split would leave each thread a few rows against every whole weight matrix (each thread
+    packing all of it for BLAS, then a full-size partial gradient per thread to sum). See
+    :data:`_config.COLUMN_SPLIT_ROWS` and :data:`_config.COLUMN_SPLIT_LARGE_PARAMS`."""
     hidden = sizes[1:-1]
-    return (
-        n_threads > 1
-        and hidden.shape[0] > 0
-        and rows < _config.COLUMN_SPLIT_ROWS * n_threads
-        and int(hidden.max()) >= _config.COLUMN_SPLIT_MIN_WIDTH
-    )
+    if n_threads == 1 or hidden.shape[0] == 0 or int(hidden.max()) < _config.COLUMN_SPLIT_MIN_WIDTH:
+        return False
+    per_thread = rows / n_threads
+    if per_thread < _config.COLUMN_SPLIT_ROWS:
+        return True
+    n_params = int((sizes[:-1] * sizes[1:]).sum() + sizes[1:].sum())
+    return n_params >= _config.COLUMN_SPLIT_LARGE_PARAMS and per_thread <= int(hidden.max()) / 8
 
 
 class Sequential:

@@ -157,7 +157,11 @@ def test_column_split_learns_digits_like_the_row_split(split, two_threads):
     [
         ((784, 512, 256, 10), 32, 2, True),  # mnist_b32
         ((784, 512, 256, 10), 64, 2, True),
-        ((784, 512, 256, 10), 128, 2, False),  # 64 rows a thread: the row split
+        ((784, 512, 256, 10), 128, 2, True),  # 64 rows a thread, 535k parameters
+        ((784, 512, 256, 10), 256, 2, False),  # 128 rows a thread: the row split
+        ((784, 1024, 1024, 10), 256, 2, True),  # 128 rows, a layer 1024 wide
+        ((784, 1024, 1024, 10), 1024, 2, False),  # wide_b1024
+        ((784, 256, 10), 128, 2, False),  # 64 rows a thread, 203k parameters
         ((784, 512, 256, 10), 128, 8, True),  # 16 rows a thread
         ((784, 512, 256, 10), 32, 1, False),  # one thread: no split at all
         ((64, 128, 64, 10), 32, 2, False),  # hidden layers too narrow to split
@@ -168,6 +172,7 @@ def test_column_split_learns_digits_like_the_row_split(split, two_threads):
 def test_column_split_choice(sizes, rows, threads, expected):
     assert fbmodel._column_split(np.array(sizes), rows, threads) is expected
     assert _config.COLUMN_SPLIT_ROWS > 0 and _config.COLUMN_SPLIT_MIN_WIDTH > 0
+    assert _config.COLUMN_SPLIT_LARGE_PARAMS > 0
 
 
 def test_gradient_buffer_rows_follow_the_split(split, rng, two_threads):
