@@ -87,9 +87,10 @@ COLUMN_SPLIT_MIN_WIDTH: int = 256
 #: gradient per thread to sum) outweighs a barrier per layer. Measured on 2 cores (samples/s,
 #: column split / row split, median of 5-7 interleaved epochs):
 #: 784-512-256-10 at batch 128 1.02-1.09 in four runs (Adam 1.06), at batch 256 0.85;
-#: 784-1024-1024-10 at batch 128 1.19, at 256 1.08, at 1024 0.87; with 1 of 2 threads
-#: running (adaptation on a busy machine), 784-512-256-10 at batch 128 reached 0.93 of a
-#: one-thread model's speed against 0.87 for the row split.
+#: 784-1024-1024-10 at batch 128 1.19, at 256 1.08, at 1024 0.87; below the parameter
+#: count, 784-256-10 (203k) at batch 128 0.99, 64-256-256-10 0.92, 100-256-10 0.89. With 1
+#: of 2 threads running (adaptation on a busy machine), 784-512-256-10 at batch 128 reached
+#: 0.93 of a one-thread model's speed against 0.87 for the row split.
 COLUMN_SPLIT_LARGE_PARAMS: int = 250_000
 
 #: Rows per thread-local chunk in ``predict``/``evaluate``.
