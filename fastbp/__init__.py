@@ -6,6 +6,7 @@
 
 from ._threads import get_num_threads, set_num_threads
 from ._training import TrainingDivergedError
+from ._warmup import warmup
 from .callbacks import Callback, EarlyStopping, LearningRateScheduler, ModelCheckpoint, ReduceLROnPlateau
 from .diagnostics import BackpropTrace, backprop_trace, check_gradients
 from .io import load
@@ -50,4 +51,5 @@ __all__ = [
     "get_num_threads",
     "load",
     "set_num_threads",
+    "warmup",
 ]

@@ -667,6 +667,45 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_warmup(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "warmup", help="compile the kernels ahead of time (for an image build or a CI step)",
+        description="Compile fastbp's kernels, or load them from Numba's cache, so that the first fit or "
+                    "predict of a later process does not wait for the compiler: run it in a Docker image's "
+                    "build step or a CI job's setup, with the same NUMBA_CACHE_DIR (if any) as the runs "
+                    "that follow, on a machine of the same CPU kind.",
+    )  # fmt: skip
+    p.add_argument("model", metavar="MODEL", nargs="?",
+                   help="a model file (.fbp) whose network to warm up (default: a network that takes every "
+                        "path, for --dtype)")  # fmt: skip
+    p.add_argument("--dtype", choices=("float32", "float64"), action="append",
+                   help="float dtype to compile for, without MODEL (repeat for both; default float32)")
+    p.set_defaults(func=_cmd_warmup)
+
+
+def _cmd_warmup(args: argparse.Namespace) -> int:
+    import numba
+
+    from ._warmup import warmup
+
+    if args.model is not None and args.dtype:
+        raise CLIError("--dtype: give a dtype or a MODEL, not both (a model file brings its own dtype)")
+    if args.model is not None:
+        model = _load_model(args.model).model
+        jobs = [(model.dtype.name, model)]
+    else:
+        jobs = [(dtype, None) for dtype in dict.fromkeys(args.dtype or ["float32"])]
+    from . import _config
+
+    where = numba.config.CACHE_DIR or "__pycache__ folders next to fastbp's sources"
+    if not _config.CACHE:
+        where = "none writable, so nothing was kept for later processes: set NUMBA_CACHE_DIR"
+    for dtype, model in jobs:
+        seconds = warmup(model, dtype=dtype) if model is None else warmup(model)
+        print(f"fastbp kernels for {dtype} compiled or loaded from the cache in {seconds:.2f} s (cache: {where})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``fastbp`` argument parser, one subparser per command."""
     from . import __version__
@@ -678,6 +717,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_predict(subparsers)
     _add_info(subparsers)
     _add_bench(subparsers)
+    _add_warmup(subparsers)
     return parser
 
 

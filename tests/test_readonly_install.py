@@ -14,10 +14,13 @@ pretend with a setting root ignores. ``HOME`` and ``XDG_CACHE_HOME`` point insid
 read-only folder, so Numba's per-user cache folder cannot be created either.
 
 Two situations, run at the same time in two child interpreters (each compiles the kernels
-from scratch, about 30 s on 2 cores):
+from scratch, about 30-50 s on 2 cores):
 
 - ``NUMBA_CACHE_DIR`` set to a writable folder (the documented set-up for a read-only
-  install): must work, write nothing into the package, and put the cache there;
+  install, or a container image that runs ``fb.warmup()`` at build time, as this child
+  does first): must work, write nothing into the package, and put the cache there; then a
+  third child on the same cache trains with both splits, validates, predicts, evaluates
+  and takes a gradient without compiling anything (what ``fb.warmup`` promises);
 - no writable cache location at all: must still work, compiling in memory.
 """
 
@@ -46,6 +49,8 @@ import json, os, sys
 sys.path.insert(0, sys.argv[1])
 import numpy as np
 import fastbp as fb
+if os.environ.get("NUMBA_CACHE_DIR"):
+    fb.warmup()  # the build step of an image; the model below must not notice
 rng = np.random.default_rng(0)
 X = rng.standard_normal((200, 5)).astype(np.float32)
 y = np.stack([X[:, 0] - X[:, 1], np.tanh(X[:, 2])], axis=1)
@@ -57,6 +62,39 @@ print(json.dumps({
     "loss": history.history["loss"],
     "pred": model.predict(X[:10]).tolist(),
 }))
+"""
+
+#: After the cache_dir child's warm-up: every call a user makes, on the same cache; prints
+#: the kernels that had to be compiled (cache misses) anyway.
+WARM_CHILD = r"""
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import numba
+import numpy as np
+import fastbp as fb
+import fastbp.kernels as kernels
+from fastbp import model as fbmodel
+rng = np.random.default_rng(1)
+X = rng.standard_normal((300, 20)).astype(np.float32)
+y = rng.integers(0, 3, 300)
+model = fb.Sequential([fb.Dense(300, activation="relu"), fb.Dense(3)], loss="cross_entropy", seed=0)
+fb.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+splits = []
+for batch in (8, 256):  # the column split at 8 rows on 2 threads, the row split at 256
+    model.fit(X, y, epochs=1, batch_size=batch, validation_data=(X, y), verbose=0)
+    splits.append(model._workspace["cols"])
+model.predict(X)
+model.evaluate(X, y)
+model.loss_and_gradients(X, y)
+compiled = []
+import importlib, pkgutil
+for info in pkgutil.iter_modules(kernels.__path__):
+    mod = importlib.import_module("fastbp.kernels." + info.name)
+    for attr, obj in vars(mod).items():
+        stats = getattr(obj, "stats", None)
+        if getattr(obj, "__module__", None) == mod.__name__ and stats is not None and sum(stats.cache_misses.values()):
+            compiled.append(mod.__name__ + "." + attr)
+print(json.dumps({"compiled": compiled, "splits": splits, "threads": numba.config.NUMBA_NUM_THREADS}))
 """
 
 
@@ -100,6 +138,7 @@ class ReadOnlyInstall:
         shutil.copytree(PACKAGE, self.site / "fastbp", ignore=shutil.ignore_patterns("__pycache__", "*.pyc",
                                                                                     "*.nbi", "*.nbc"))
         (self.base / "child.py").write_text(CHILD)
+        (self.base / "warm_child.py").write_text(WARM_CHILD)
         self.user: tuple[int, int] | None = None
         if os.geteuid() == 0:
             self.user = _unprivileged()
@@ -128,8 +167,8 @@ class ReadOnlyInstall:
             return [setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", *args], {}
         return args, {"user": uid, "group": gid, "extra_groups": []}
 
-    def start(self, cache_dir: Path | None) -> subprocess.Popen:
-        cmd, kwargs = self.command([sys.executable, "-B", str(self.base / "child.py"), str(self.site)])
+    def start(self, cache_dir: Path | None, script: str = "child.py") -> subprocess.Popen:
+        cmd, kwargs = self.command([sys.executable, "-B", str(self.base / script), str(self.site)])
         return subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env(cache_dir), cwd=self.base,
             **kwargs,
@@ -180,6 +219,9 @@ def runs():
                 out, err = proc.communicate()
                 err = f"timed out after {TIMEOUT} s\n{err}"
             results[name] = {"returncode": proc.returncode, "stdout": out, "stderr": err}
+        warm = install.start(cache, "warm_child.py")
+        out, err = warm.communicate(timeout=TIMEOUT)
+        results["warm"] = {"returncode": warm.returncode, "stdout": out, "stderr": err}
         results["written"] = _files(install.site) - install.before
         results["cache_files"] = sorted(p.name for p in cache.rglob("*.nbi"))
         results["site"] = str(install.site)
@@ -206,6 +248,16 @@ def test_read_only_install_with_numba_cache_dir(runs):
 
 def test_read_only_install_without_any_writable_cache(runs):
     _check_child(runs["no_cache"], runs)
+
+
+def test_warmup_leaves_nothing_to_compile(runs):
+    """fb.warmup() in the first child cached every kernel the calls of a later process need."""
+    warm = runs["warm"]
+    assert warm["returncode"] == 0, warm["stderr"][-3000:]
+    out = json.loads(warm["stdout"].strip().splitlines()[-1])
+    if out["threads"] >= 2:
+        assert out["splits"] == [True, False]  # both splits ran
+    assert out["compiled"] == []
 
 
 def test_nothing_written_into_the_read_only_package(runs):

@@ -1,0 +1,110 @@
+"""Compile ahead of time: :func:`warmup` runs every compiled path a network can take.
+
+Numba compiles a kernel at its first call and caches it on disk (see README, "Compiled-
+kernel cache"); a fresh environment pays that wait at its first ``fit``. ``warmup`` pays it
+when it suits: in a Docker image's build step, a CI job's setup, or a worker's start-up.
+It trains a scratch copy of the network for one epoch on a few rows of random data, with
+each of the splits it can use (``kernels/engine.py`` rows, ``kernels/columns.py`` columns),
+with validation data, then predicts, evaluates and computes one gradient. The model passed
+in is not touched.
+
+The compiled kernels depend on the float dtype, not on the layer sizes, activations or
+loss (those are run-time arguments today), so one warm-up per dtype serves every network;
+a warm-up per network stays right if that changes.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+
+import numba
+import numpy as np
+
+from . import _threads
+from .kernels.losses import BINARY_CROSS_ENTROPY, CROSS_ENTROPY, POISSON
+from .layers import Dense
+from .model import Sequential, _column_split
+from .optimizers import SGD
+
+#: Rows of random data the scratch copy trains on.
+_ROWS = 64
+
+
+def _scratch(model: Sequential | None, dtype: object) -> Sequential:
+    if model is None:  # a network that takes both splits
+        return Sequential(
+            [Dense(256, activation="relu"), Dense(256, activation="relu"), Dense(3)],
+            loss="cross_entropy", optimizer=SGD(0.01, momentum=0.9), seed=0, dtype=dtype,
+        )  # fmt: skip
+    if not isinstance(model, Sequential):
+        raise TypeError(f"model must be a fastbp.Sequential or None, got {type(model).__name__}")
+    scratch = copy.deepcopy(model)
+    scratch.history = None
+    scratch._workspace = None
+    return scratch
+
+
+def _targets(model: Sequential, rng: np.random.Generator) -> np.ndarray:
+    k = model.n_outputs
+    if model._loss == CROSS_ENTROPY:
+        return np.arange(_ROWS) % k
+    if model._loss == BINARY_CROSS_ENTROPY:
+        return (rng.random((_ROWS, k)) > 0.5).astype(model.dtype)
+    if model._loss == POISSON:
+        return rng.random((_ROWS, k)).astype(model.dtype)
+    return rng.standard_normal((_ROWS, k)).astype(model.dtype)
+
+
+def warmup(model: Sequential | None = None, *, dtype: object = "float32") -> float:
+    """Compile, or load from Numba's cache, every kernel ``model`` can use, ahead of time.
+
+    Parameters
+    ----------
+    model : Sequential, optional
+        The network to warm up, built or not; it is copied and left as it was. Default: a
+        network of two 256-unit relu layers, which takes every path.
+    dtype : str or numpy dtype, default "float32"
+        The dtype when ``model`` is None (a model brings its own).
+
+    Returns
+    -------
+    float
+        Seconds taken: the compile time in a fresh environment, under a second once
+        Numba's cache holds the kernels.
+
+    Notes
+    -----
+    The column split (``kernels/columns.py``) runs only with two threads or more; with a
+    one-thread Numba pool (``NUMBA_NUM_THREADS=1``) it is compiled at the first ``fit``
+    that uses it instead. ``warmup`` sets fastbp's thread count for its own runs and
+    restores it: call it before training starts, not beside a ``fit`` in another Python
+    thread. Compiled kernels suit machines of the same CPU kind (Numba
+    compiles for the host CPU); a cache built on another kind is recompiled, not misused.
+
+    Examples
+    --------
+    >>> import fastbp as fb
+    >>> seconds = fb.warmup()  # doctest: +SKIP
+    """
+    start = time.perf_counter()
+    scratch = _scratch(model, dtype)
+    rng = np.random.default_rng(0)
+    n_features = scratch.n_features or 8
+    X = rng.standard_normal((_ROWS, n_features)).astype(scratch.dtype)
+    if not scratch.built:
+        scratch.build(n_features)
+    y = _targets(scratch, rng)
+    pool = numba.config.NUMBA_NUM_THREADS
+    # (threads, batch) for the row split, then the column split where this network takes it
+    runs = [(1, 16)]
+    if pool >= 2 and _column_split(scratch._plan.sizes, 8, 2):
+        runs.append((2, 8))
+    for n_threads, batch in runs:
+        with _threads.thread_setting(n_threads):
+            scratch.fit(X, y, epochs=1, batch_size=batch, validation_data=(X, y), verbose=0)
+    with _threads.thread_setting(min(pool, 2)):
+        scratch.predict(X)
+        scratch.evaluate(X, y)
+        scratch.loss_and_gradients(X, y)
+    return time.perf_counter() - start
