@@ -1,4 +1,4 @@
-"""How Numba compiles and caches an activation chosen at run time, five ways.
+"""How Numba compiles and caches an activation chosen at run time, six ways.
 
 Groundwork for compiling only what a network uses: each way of choosing the activation of
 a fused ``z += b; a = f(z)`` pass (eight activations, float32, the shape of
@@ -16,7 +16,11 @@ Ways:
   specialisation per code value with the other branches pruned;
 * ``func_arg``: the element function passed as an argument (one specialisation per
   function, ``STYLE.md`` section 3.6 says this missed the cache in every new process);
-* ``func_arg_2``: ``func_arg`` called with two different functions in one process.
+* ``func_arg_2``: ``func_arg`` called with two different functions in one process;
+* ``cfunc_arg``, ``cfunc_arg_2``: the whole pass compiled on its own as a ``@cfunc`` (C
+  signature: pointers and sizes) and passed as a first-class function value: the caller
+  has one type, ``FunctionType``, whichever pass it gets, and calls it through a pointer
+  instead of compiling it into its own module.
 
 Usage: ``python benchmarks/measure_dispatch.py [--json PATH]``. Timings are whole-step
 wall times of one process each on a shared machine: read them as sizes, not decimals.
@@ -36,7 +40,9 @@ KERNELS = textwrap.dedent(
     '''
     import math
     import numpy as np
-    from numba import literally, njit
+    from numba import carray, cfunc, literally, njit, types
+    from numba.extending import intrinsic
+    from numba.np.arrayobj import make_array
 
     OPTS = {"cache": True, "fastmath": {"nsz", "arcp", "contract", "afn", "reassoc"}, "nogil": True,
             "error_model": "numpy"}
@@ -101,6 +107,41 @@ KERNELS = textwrap.dedent(
                 z[i, j] = v
                 a[i, j] = f(v)
 
+    @intrinsic
+    def _ptr(typingctx, arr):
+        def codegen(context, builder, sig, args):
+            return make_array(sig.args[0])(context, builder, args[0]).data
+        return types.CPointer(arr.dtype)(arr), codegen
+
+    PASS = types.void(types.CPointer(types.float32), types.CPointer(types.float32), types.CPointer(types.float32),
+                      types.intp, types.intp)
+
+    def make_passes():
+        """The cfuncs compile when defined: here, so their time counts in the call."""
+        @cfunc(PASS, cache=True, fastmath=OPTS["fastmath"], error_model="numpy")
+        def pass_relu(zp, bp, ap, n, m):
+            z = carray(zp, (n, m)); b = carray(bp, (m,)); a = carray(ap, (n, m))
+            for i in range(n):
+                for j in range(m):
+                    v = z[i, j] + b[j]
+                    z[i, j] = v
+                    a[i, j] = v if v > 0 else v * 0
+
+        @cfunc(PASS, cache=True, fastmath=OPTS["fastmath"], error_model="numpy")
+        def pass_tanh(zp, bp, ap, n, m):
+            z = carray(zp, (n, m)); b = carray(bp, (m,)); a = carray(ap, (n, m))
+            for i in range(n):
+                for j in range(m):
+                    v = z[i, j] + b[j]
+                    z[i, j] = v
+                    a[i, j] = math.tanh(v)
+        return pass_relu, pass_tanh
+
+
+    @njit(**OPTS)
+    def by_cfunc(z, b, f, a):
+        f(_ptr(z), _ptr(b), _ptr(a), z.shape[0], z.shape[1])
+
     @njit(**OPTS)
     def caller_code(z, b, act, a):
         by_code(z, b, act, a)
@@ -136,6 +177,8 @@ CHILD = textwrap.dedent(
         "literal": lambda: k.by_literal(z, b, 1, a),
         "func_arg": lambda: k.by_func(z, b, k.f_relu, a),
         "func_arg_2": lambda: (k.by_func(z, b, k.f_relu, a), k.by_func(z, b, k.f_tanh, a)),
+        "cfunc_arg": lambda: k.by_cfunc(z, b, k.make_passes()[0], a),
+        "cfunc_arg_2": lambda: [k.by_cfunc(z, b, p, a) for p in k.make_passes()],
         "caller_code": lambda: k.caller_code(z, b, 1, a),
         "caller_literal": lambda: k.caller_literal(z, b, 1, a),
         "caller_func": lambda: k.caller_func(z, b, k.f_relu, a),
@@ -143,15 +186,16 @@ CHILD = textwrap.dedent(
     calls[way]()
     t2 = time.perf_counter()
     fn = {"code": k.by_code, "relu_only": k.relu_only, "literal": k.by_literal, "func_arg": k.by_func,
-          "func_arg_2": k.by_func, "caller_code": k.caller_code, "caller_literal": k.caller_literal,
-          "caller_func": k.caller_func}[way]
+          "func_arg_2": k.by_func, "cfunc_arg": k.by_cfunc, "cfunc_arg_2": k.by_cfunc,
+          "caller_code": k.caller_code, "caller_literal": k.caller_literal, "caller_func": k.caller_func}[way]
     hits = sum(fn.stats.cache_hits.values())
     misses = sum(fn.stats.cache_misses.values())
     print(json.dumps({"import_s": t1 - t0, "call_s": t2 - t1, "hits": hits, "misses": misses}))
     """
 )
 
-WAYS = ("code", "relu_only", "literal", "func_arg", "func_arg_2", "caller_code", "caller_literal", "caller_func")
+WAYS = ("code", "relu_only", "literal", "func_arg", "func_arg_2", "cfunc_arg", "cfunc_arg_2", "caller_code",
+        "caller_literal", "caller_func")
 
 
 def run_way(way: str) -> dict:
