@@ -441,8 +441,14 @@ class _BaseMLP(BaseEstimator):
                     # scikit-learn's eps sits where fastbp's would be eps * sqrt(1 - beta_2^t): exact
                     # for the epoch's first step (every step with one batch per epoch)
                     opt.eps = self.epsilon / (c * np.sqrt(1.0 - self.beta_2 ** (model._step + 1)))
-                history = model.fit(train.X, targets, epochs=1, batch_size=batch_size, shuffle=bool(self.shuffle),
-                                    sample_weight=train.sw, verbose=0)  # fmt: skip
+                try:
+                    history = model.fit(train.X, targets, epochs=1, batch_size=batch_size,
+                                        shuffle=bool(self.shuffle), sample_weight=train.sw, verbose=0)  # fmt: skip
+                except TrainingDivergedError:
+                    if not early_stopping:
+                        raise
+                    self._record_divergence(p.max_iter, n_samples)
+                    break
                 l2 = n_batches * 0.5 * p.alpha * sq / (n_samples * mean_w)
                 loss = factor * history.history["loss"][0] + const + l2
                 self.n_iter_ += 1
@@ -483,6 +489,30 @@ class _BaseMLP(BaseEstimator):
         if early_stopping:
             model.set_weights(self._best_weights)  # in place: coefs_ stay linked
             del self._best_weights
+
+    def _record_divergence(self, max_iter: int, n_samples: int) -> None:
+        """What scikit-learn records when training diverges with ``early_stopping=True``
+        (its issue 29504): it goes on to ``max_iter`` with non-finite weights, each epoch's
+        loss and validation score NaN (a NaN score resets the no-improvement count, so it
+        never stops early), warns that the iterations ran out and keeps the best epoch's
+        weights. fastbp stops at the first non-finite step instead (the network keeps its
+        last finite weights) and records those epochs without running them."""
+        while self.n_iter_ < max_iter:
+            self.n_iter_ += 1
+            self.loss_ = np.nan
+            self.t_ += n_samples
+            self.loss_curve_.append(np.nan)
+            self.validation_scores_.append(np.nan)
+            self._no_improvement_count = 0
+            if self.verbose:
+                print(f"Iteration {self.n_iter_}, loss = nan")
+                print("Validation score: nan")
+        warnings.warn(
+            f"Stochastic Optimizer: Maximum iterations ({max_iter}) reached and the optimization "
+            "hasn't converged yet.",
+            ConvergenceWarning,
+            stacklevel=5,
+        )
 
     def _set_sgd_rate(self, model: Sequential, rate: float, c: float) -> None:
         """Change the SGD learning rate between epochs, keeping scikit-learn's momentum.

@@ -207,6 +207,39 @@ def test_early_stopping_restores_the_best_weights():
     assert clf.score(X_val, y_val.ravel()) == pytest.approx(clf.best_validation_score_)
 
 
+def test_diverging_fit_with_early_stopping_runs_out_like_sklearn():
+    """scikit-learn's rule (its issue 29504): with early_stopping=True a diverging fit raises
+    nothing; it runs max_iter epochs, their losses and validation scores NaN from the
+    divergence on, warns that the iterations ran out, and keeps the best epoch's weights."""
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True)
+    kw = dict(learning_rate_init=1, activation="identity", solver="sgd", early_stopping=True, max_iter=20,
+              random_state=0)  # fmt: skip
+    fitted = {}
+    for name, cls in (("ours", MLPRegressor), ("theirs", sknn.MLPRegressor)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fitted[name] = cls(**kw).fit(X, y.astype(float))
+        assert any(w.category is ConvergenceWarning for w in caught), name
+    ours, theirs = fitted["ours"], fitted["theirs"]
+    assert ours.n_iter_ == theirs.n_iter_ == 20
+    assert len(ours.validation_scores_) == len(ours.loss_curve_) == 20
+    nan = np.isnan(ours.validation_scores_)
+    first = int(nan.argmax())
+    assert 0 < first and nan[first:].all()  # finite scores, then NaN to the end
+    assert np.isnan(ours.loss_curve_[first:]).all() and np.isnan(ours.loss_)
+    assert ours.t_ == 20 * round(0.9 * X.shape[0])
+    # the first epochs are scikit-learn's (float32 against float64, lr = 1), the best is kept
+    assert_allclose(ours.validation_scores_[:2], theirs.validation_scores_[:2], rtol=1e-5)
+    assert ours.best_validation_score_ == pytest.approx(theirs.best_validation_score_, rel=1e-5)
+    assert all(np.isfinite(w).all() for w in [*ours.coefs_, *ours.intercepts_])
+    assert np.isfinite(ours.predict(X)).all()
+    # without early stopping the divergence is an error, as scikit-learn's
+    with pytest.raises(ValueError, match="Solver produced non-finite parameter weights"):
+        MLPRegressor(**{**kw, "early_stopping": False}).fit(X, y.astype(float))
+
+
 # ---------------------------------------------------------------------- quality
 def test_digits_matches_sklearn_held_out_accuracy():
     X, y = load_digits(return_X_y=True)
