@@ -1,4 +1,5 @@
-"""``fastbp.sklearn.MLPClassifier.fit`` beside scikit-learn's ``MLPClassifier.fit``.
+"""``fastbp.sklearn.MLPClassifier.fit`` beside scikit-learn's ``MLPClassifier.fit``, and a
+one-row ``predict``/``predict_proba`` beside scikit-learn's (``test_one_row_prediction``).
 
 The same estimator settings on both: digits (1797 x 64, standardised; 1347 training rows),
 ``hidden_layer_sizes=(256, 128)``, relu, Adam, ``batch_size="auto"`` (200), and a fixed
@@ -157,6 +158,36 @@ def test_fit_digits(benchmark, speedup_report, threads: str, impl: str) -> None:
         fast, slow = speedup_report.get((threads, "fastbp")), speedup_report.get((threads, "sklearn"))
         if fast and slow:
             benchmark.extra_info["fastbp_speedup_median"] = statistics.median(slow) / statistics.median(fast)
+
+
+@cache
+def _fitted(impl: str):
+    X_train, _, y_train, _ = _digits()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return IMPLS[impl](max_iter=SMOKE_EPOCHS, **SETTINGS).fit(X_train, y_train)
+
+
+@pytest.mark.parametrize("impl", list(IMPLS))
+@pytest.mark.parametrize("method", ["predict_proba", "predict"])
+def test_one_row_prediction(benchmark, method: str, impl: str) -> None:
+    """One request of a scoring pipeline: a single float64 row, the estimator's whole call
+    (validation, the forward pass, the class labels) as a user makes it."""
+    est = _fitted(impl)
+    _, X_test, _, y_test = _digits()
+    row = X_test[3:4]
+    call = getattr(est, method)
+    benchmark.group = f"sklearn_{method}/one-row/digits-64-256-128-10"
+    out = benchmark(call, row)
+    # the answer: the same as the whole test set's row, in scikit-learn's output types
+    full = getattr(est, method)(X_test)
+    if method == "predict_proba":
+        assert out.shape == (1, 10) and out.dtype == np.float64
+        np.testing.assert_allclose(out.sum(), 1.0, rtol=1e-6)
+        np.testing.assert_allclose(out[0], full[3], rtol=1e-5, atol=1e-7)
+    else:
+        assert out.shape == (1,) and out[0] == full[3]
+    benchmark.extra_info.update(impl=impl, method=method)
 
 
 # ---------------------------------------------------------------------- script

@@ -105,6 +105,33 @@ def test_predict_rows_are_independent():
         assert_allclose(reg.predict(X[::-1])[::-1], full, rtol=tol, atol=tol)
 
 
+def test_prediction_of_plain_float_arrays_skips_nothing_scikit_learn_checks():
+    """Float ndarrays skip validate_data (its ~60 us is most of a one-row call); they must
+    give what the validated path gives, and scikit-learn's own errors and warnings."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(80, 4))
+    y = np.array(["ant", "bee", "cat"])[rng.integers(0, 3, 80)]
+    clf = MLPClassifier((16,), max_iter=5, random_state=0).fit(X, y)
+    for arr in (X, X.astype(np.float32), X[:, ::1][::3], np.asfortranarray(X)):
+        validated = clf.predict_proba(arr.tolist())  # a list takes validate_data
+        fast = clf.predict_proba(arr)
+        assert fast.dtype == (np.float32 if arr.dtype == np.float32 else np.float64)
+        assert_allclose(fast, validated, rtol=1e-6 if arr.dtype == np.float32 else 0)
+        assert_array_equal(clf.predict(arr), clf.predict(arr.tolist()))
+    assert set(clf.predict(X)) <= {"ant", "bee", "cat"}
+    bad = X[:2].copy()
+    bad[1, 2] = np.nan
+    with pytest.raises(ValueError, match="Input X contains NaN"):  # scikit-learn's message
+        clf.predict(bad)
+    with pytest.raises(ValueError, match="X has 3 features, but MLPClassifier is expecting 4"):
+        clf.predict(X[:, :3])
+    with pytest.raises(ValueError, match="after conversion to float32"):  # finite in float64, not float32
+        clf.predict(np.full((1, 4), 1e39))
+    named = MLPClassifier((16,), max_iter=5, random_state=0).fit(pd.DataFrame(X, columns=list("abcd")), y)
+    with pytest.warns(UserWarning, match="does not have valid feature names"):
+        named.predict(X[:2])
+
+
 # ---------------------------------------------------------------------- same arithmetic as scikit-learn
 def _toy(kind: str, rng: np.random.Generator, n: int = 60):
     X = rng.normal(size=(n, 5))
