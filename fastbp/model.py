@@ -655,6 +655,47 @@ class Sequential:
         count = wsum if self._loss == CROSS_ENTROPY else wsum * k
         return float(lpart.sum() / count), self._unflatten(grad)
 
+    def _full_batch_objective(
+        self, X: np.ndarray, yi: np.ndarray, yf: np.ndarray, sw: np.ndarray | None
+    ) -> Callable[[np.ndarray], tuple[float, np.ndarray]]:  # fmt: skip
+        """``f(theta) -> (loss, grad)`` over all of (X, y) as one batch, for a full-batch
+        optimizer (L-BFGS): sets the parameters to ``theta`` (float64, ``_theta``'s layout),
+        then one compiled call computes the mean loss (as :meth:`loss_and_gradients`) and
+        its gradient, returned as float64. Inputs as ``_check_xy`` returns them; the buffers
+        are allocated once here."""
+        self._ensure_built(X.shape[1])
+        plan = self._plan
+        n = X.shape[0]
+        width = int(plan.coff[-1])
+        dt = self.dtype
+        k = self.n_outputs
+        swk = np.zeros(0) if sw is None else sw
+        wsum = float(n if sw is None else sw.sum())
+        count = wsum if self._loss == CROSS_ENTROPY else wsum * k
+        with compute_threads() as n_threads:
+            nb = engine.n_blocks(n, n_threads, _config.MIN_ROWS_PER_BLOCK)
+        rows = np.arange(n)
+        bufs = (
+            np.empty_like(X), np.zeros(n if self._loss == CROSS_ENTROPY else 0, dtype=np.int64),
+            np.zeros((0 if self._loss == CROSS_ENTROPY else n, k), dtype=dt), np.zeros(n),
+            np.empty(n * width, dtype=dt), np.empty(n * width, dtype=dt), np.empty(n * width, dtype=dt),
+        )  # fmt: skip
+        gpart = np.empty((nb, plan.n_params), dtype=dt)
+        lpart = np.zeros(nb)
+        grad = np.empty(plan.n_params, dtype=dt)
+
+        def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
+            self._theta[:] = theta
+            with compute_threads():
+                engine.batch_gradients(
+                    X, yi, yf, swk, rows, wsum, self._theta, *plan.net(), self._loss, np.zeros(0), np.uint64(0),
+                    nb, *bufs, gpart, lpart, np.zeros((0, 3)),
+                )  # fmt: skip
+                reduce_partials(gpart, nb, grad)
+            return float(lpart.sum() / count), grad.astype(np.float64)
+
+        return objective
+
     def summary(self, print_fn: Callable[[str], object] | None = print) -> str:
         """A table of the layers, their output shapes and parameter counts, like Keras'.
 
