@@ -631,38 +631,17 @@ class Sequential:
             ``[dW0, db0, dW1, db1, ...]``, the same order and shapes as ``get_weights()``.
         """
         X, yi, yf, sw = self._check_xy(X, y, sample_weight)
-        self._ensure_built(X.shape[1])
-        plan = self._plan
-        n = X.shape[0]
-        width = int(plan.coff[-1])
-        dt = self.dtype
-        k = self.n_outputs
-        wsum = float(n if sw is None else sw.sum())
-        with compute_threads() as n_threads:
-            nb = engine.n_blocks(n, n_threads, _config.MIN_ROWS_PER_BLOCK)
-            gpart = np.empty((nb, plan.n_params), dtype=dt)
-            lpart = np.zeros(nb)
-            engine.batch_gradients(
-                X, yi, yf, np.zeros(0) if sw is None else sw, np.arange(n), wsum, self._theta, *plan.net(),
-                self._loss, np.zeros(0), np.uint64(0), nb, np.empty_like(X),
-                np.zeros(n if self._loss == CROSS_ENTROPY else 0, dtype=np.int64),
-                np.zeros((0 if self._loss == CROSS_ENTROPY else n, k), dtype=dt), np.zeros(n),
-                np.empty(n * width, dtype=dt), np.empty(n * width, dtype=dt),
-                np.empty(n * width, dtype=dt), gpart, lpart, np.zeros((0, 3)),
-            )  # fmt: skip
-            grad = np.empty(plan.n_params, dtype=dt)
-            reduce_partials(gpart, nb, grad)
-        count = wsum if self._loss == CROSS_ENTROPY else wsum * k
-        return float(lpart.sum() / count), self._unflatten(grad)
+        loss, grad = self._full_batch(X, yi, yf, sw)()
+        return loss, self._unflatten(grad)
 
-    def _full_batch_objective(
+    def _full_batch(
         self, X: np.ndarray, yi: np.ndarray, yf: np.ndarray, sw: np.ndarray | None
-    ) -> Callable[[np.ndarray], tuple[float, np.ndarray]]:  # fmt: skip
-        """``f(theta) -> (loss, grad)`` over all of (X, y) as one batch, for a full-batch
-        optimizer (L-BFGS): sets the parameters to ``theta`` (float64, ``_theta``'s layout),
-        then one compiled call computes the mean loss (as :meth:`loss_and_gradients`) and
-        its gradient, returned as float64. Inputs as ``_check_xy`` returns them; the buffers
-        are allocated once here."""
+    ) -> Callable[[], tuple[float, np.ndarray]]:  # fmt: skip
+        """``evaluate() -> (loss, grad)`` at the current parameters, over all of (X, y) as
+        one batch: the mean loss and its flat gradient (``_theta``'s layout and dtype; the
+        same array every call), in one compiled call with buffers allocated once here, for
+        :meth:`loss_and_gradients` and full-batch optimizers (the estimators' L-BFGS).
+        Inputs as ``_check_xy`` returns them; dropout is off."""
         self._ensure_built(X.shape[1])
         plan = self._plan
         n = X.shape[0]
@@ -684,17 +663,16 @@ class Sequential:
         lpart = np.zeros(nb)
         grad = np.empty(plan.n_params, dtype=dt)
 
-        def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
-            self._theta[:] = theta
+        def evaluate() -> tuple[float, np.ndarray]:
             with compute_threads():
                 engine.batch_gradients(
                     X, yi, yf, swk, rows, wsum, self._theta, *plan.net(), self._loss, np.zeros(0), np.uint64(0),
                     nb, *bufs, gpart, lpart, np.zeros((0, 3)),
                 )  # fmt: skip
                 reduce_partials(gpart, nb, grad)
-            return float(lpart.sum() / count), grad.astype(np.float64)
+            return float(lpart.sum() / count), grad
 
-        return objective
+        return evaluate
 
     def summary(self, print_fn: Callable[[str], object] | None = print) -> str:
         """A table of the layers, their output shapes and parameter counts, like Keras'.

@@ -512,7 +512,7 @@ class _BaseMLP(BaseEstimator):
         mean loss plus ``alpha / 2 * sum(W**2) / sum(sample weights)``, from the current
         weights (packed as scikit-learn packs them: every layer's weights, then every
         bias, which is fastbp's ``theta``). One evaluation is one compiled forward and
-        backward pass over all rows (``Sequential._full_batch_objective``)."""
+        backward pass over all rows (``Sequential._full_batch``)."""
         _, _, c, factor = self._output_spec()
         X, yi, yf, sw = model._check_xy(train.X, self._fit_targets(train.Y), train.sw)
         sw_sum = float(X.shape[0] if sw is None else sw.sum())
@@ -520,11 +520,13 @@ class _BaseMLP(BaseEstimator):
         if self._output_spec()[0] == "poisson":
             const = float(np.average((xlogy(train.Y, train.Y) - train.Y).sum(axis=1), weights=train.sw))
         n_w = model._plan.n_weights
-        objective = model._full_batch_objective(X, yi, yf, sw)
+        evaluate = model._full_batch(X, yi, yf, sw)
         alpha = p.alpha
 
         def loss_grad(theta: np.ndarray) -> tuple[float, np.ndarray]:
-            loss, grad = objective(theta)
+            model._theta[:] = theta
+            loss, grad = evaluate()
+            grad = grad.astype(np.float64)
             w = theta[:n_w]
             # scikit-learn's pair: its reported loss (factor) and its backprop gradient (c)
             grad *= c
