@@ -440,20 +440,36 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=_positive_float, default=None, help="learning rate (default: the optimizer's)")
     p.add_argument("--seed", type=int, default=0, help="seed for initialisation, shuffling and the split (default 0)")
     p.add_argument("--validation-split", type=_fraction, default=0.1, metavar="F",
-                   help="fraction of rows, drawn at random, held out (default 0.1; 0: none)")  # fmt: skip
+                   help="fraction of rows, drawn at random (stratified by class for classification), "
+                        "held out (default 0.1; 0: none)")  # fmt: skip
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="default float32")
     p.add_argument("--threads", type=_positive_int, default=None, metavar="N", help="fastbp threads (default: all)")
     p.add_argument("--quiet", action="store_true", help="print only the final metrics, not every epoch")
     p.set_defaults(func=_cmd_train)
 
 
-def _split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train rows, validation rows), a seeded random split."""
-    order = np.random.default_rng(seed).permutation(n)
+def _split(n: int, fraction: float, seed: int, labels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(train rows, validation rows), a seeded random split of ``round(n * fraction)`` rows;
+    with class ``labels``, stratified: each class gives its share of them (largest
+    remainders first, never a class's last row), so a file whose rows come sorted by class
+    still validates on every class in proportion."""
+    rng = np.random.default_rng(seed)
     n_val = 0 if fraction == 0 else max(1, round(n * fraction))
     if n - n_val < 1:
         raise CLIError(f"--validation-split {fraction} leaves no training rows out of {n}")
-    return np.sort(order[n_val:]), np.sort(order[:n_val])
+    if labels is None or n_val == 0:
+        order = rng.permutation(n)
+        return np.sort(order[n_val:]), np.sort(order[:n_val])
+    classes, codes = np.unique(labels, return_inverse=True)
+    counts = np.bincount(codes)
+    quota = n_val * counts / n
+    take = np.floor(quota).astype(int)
+    for c in np.argsort(-(quota - take), kind="stable")[: n_val - take.sum()]:
+        take[c] += 1
+    take = np.minimum(take, counts - 1)
+    val = [rng.permutation(np.flatnonzero(codes == c))[: take[c]] for c in range(len(classes))]
+    val_rows = np.sort(np.concatenate(val))
+    return np.setdiff1d(np.arange(n), val_rows), val_rows
 
 
 def _scores(model, X: np.ndarray, y: np.ndarray, classifier: bool) -> dict[str, float]:
@@ -485,7 +501,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         loss, k = args.loss, 1 if y.ndim == 1 else y.shape[1]
         if loss == "poisson" and (y < 0).any():
             raise CLIError(f"{args.data}: --loss poisson needs targets >= 0")
-    train_rows, val_rows = _split(len(y), args.validation_split, args.seed)
+    train_rows, val_rows = _split(len(y), args.validation_split, args.seed, y if classifier else None)
     X_train, y_train, X_val, y_val = data.X[train_rows], y[train_rows], data.X[val_rows], y[val_rows]
 
     optimizer = get_optimizer(args.optimizer)

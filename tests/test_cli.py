@@ -529,3 +529,21 @@ def test_timed_epochs_run_in_rounds(monkeypatch):
     assert fastbp_run is not numpy_run
     assert order[2:] == [fastbp_run, numpy_run] * 3
     assert all(len(i["times_s"]) == 3 for i in report["workloads"]["tabular_small"]["impls"].values())
+
+
+def test_validation_split_is_stratified_for_classes():
+    """Rows sorted by class (a CSV as many data sets ship): every class is held out in
+    proportion, not just the last rows' class; seeded, so the same seed gives the same split."""
+    labels = np.repeat(np.arange(3), [40, 30, 10])
+    train, val = cli._split(len(labels), 0.1, seed=4, labels=labels)
+    assert np.bincount(labels[val]).tolist() == [4, 3, 1]
+    assert sorted([*train, *val]) == list(range(80)) and not set(train) & set(val)
+    again = cli._split(len(labels), 0.1, seed=4, labels=labels)
+    assert all(np.array_equal(a, b) for a, b in zip((train, val), again))
+    other = cli._split(len(labels), 0.1, seed=5, labels=labels)[1]
+    assert not np.array_equal(val, other)
+    # a class of one row stays in training; regression (no labels): a plain random split
+    train, val = cli._split(5, 0.4, seed=0, labels=np.array([0, 0, 1, 1, 2]))
+    assert 4 in train and np.bincount(np.array([0, 0, 1, 1, 2])[val], minlength=3).tolist() == [1, 1, 0]
+    train, val = cli._split(50, 0.2, seed=0)
+    assert len(val) == 10 and len(train) == 40
