@@ -339,6 +339,11 @@ class _BaseMLP(BaseEstimator):
 
     def _fit(self, X: object, y: object, sample_weight: object, incremental: bool) -> _BaseMLP:
         p = _check_params(self)
+        if p.solver == "lbfgs" and p.dropout > 0:
+            raise ValueError(
+                f"dropout={self.dropout!r} needs a stochastic solver ('adam' or 'sgd'): solver='lbfgs' minimises a "
+                "fixed full-batch objective, which random masks would change at every evaluation"
+            )
         early_stopping = bool(self.early_stopping) and p.solver != "lbfgs"  # scikit-learn's: stochastic only
         if early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
@@ -707,7 +712,8 @@ _PARAMS_DOC = """
     dtype : {'float32', 'float64'} or None, default='float32'
         fastbp's compute dtype; None follows ``X`` (float64 unless X is float32).
     dropout : float in [0, 1), default=0.0
-        fastbp's inverted dropout after every hidden layer during training (0: none).
+        fastbp's inverted dropout after every hidden layer during training (0: none;
+        stochastic solvers only).
 """
 
 

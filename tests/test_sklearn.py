@@ -326,6 +326,8 @@ def test_lbfgs_follows_sklearns_rules():
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf.fit(X, y)  # goes on from the fitted weights
     assert clf.loss_ < first
+    with pytest.raises(ValueError, match="dropout=0.2 needs a stochastic solver"):
+        MLPClassifier((8,), solver="lbfgs", dropout=0.2).fit(X, y)
     clf.set_params(solver="adam", warm_start=True, max_iter=2)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
