@@ -14,7 +14,7 @@ from .kernels.activations import ACTIVATIONS
 from .kernels.losses import LOSSES
 from .layers import Dense, Dropout
 from .metrics import METRICS
-from .model import History, Sequential
+from .model import History, LBFGSResult, Sequential
 from .onnx_export import export_onnx
 from .optimizers import SGD, Adam, AdamW, Optimizer, RMSprop
 from .schedules import CosineDecay, ExponentialDecay, Schedule, StepDecay
@@ -44,6 +44,7 @@ __all__ = [
     "AdamW",
     "Dense",
     "History",
+    "LBFGSResult",
     "Optimizer",
     "RMSprop",
     "Sequential",

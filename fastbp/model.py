@@ -25,6 +25,7 @@ from ._validation import (
     _as_array,
     _convert,
     check_dtype,
+    check_float,
     check_int,
     check_labels,
     check_sample_weight,
@@ -38,6 +39,17 @@ from .kernels.optim import N_COEF, n_chunks, reduce_partials
 from .layers import Dense, Dropout
 from .metrics import METRICS, check_metrics
 from .optimizers import Optimizer, get_optimizer
+
+
+@dataclass(frozen=True)
+class LBFGSResult:
+    """What :meth:`Sequential.fit_lbfgs` did."""
+
+    loss: float  #: the objective at the final weights (mean loss + the L2 term)
+    n_iter: int  #: L-BFGS iterations
+    n_fun: int  #: objective evaluations (each one forward + backward pass over all rows)
+    converged: bool  #: False when max_iter or max_fun ran out first
+    message: str  #: SciPy's reason for stopping
 
 
 @dataclass
@@ -633,6 +645,73 @@ class Sequential:
         X, yi, yf, sw = self._check_xy(X, y, sample_weight)
         loss, grad = self._full_batch(X, yi, yf, sw)()
         return loss, self._unflatten(grad)
+
+    def fit_lbfgs(
+        self, X: object, y: object, sample_weight: object = None, *, max_iter: int = 200, max_fun: int = 15000,
+        tol: float = 1e-5, l2: float = 0.0,
+    ) -> LBFGSResult:  # fmt: skip
+        """Train on all of (X, y) at once with L-BFGS (SciPy's L-BFGS-B) instead of the
+        optimizer: for small data sets, where a full-batch quasi-Newton method converges in
+        few passes (scikit-learn's ``solver="lbfgs"``, PyTorch's ``torch.optim.LBFGS``).
+
+        Minimises the mean loss over every row (weighted by ``sample_weight`` as in
+        :meth:`fit`) plus ``l2 / 2 * sum(W**2)`` over the weights (not the biases), from the
+        current weights (built first if needed). Each evaluation is one compiled forward
+        and backward pass over all rows; dropout is off. The optimizer, its state and
+        :attr:`history` are not used or changed. Raises as :meth:`fit` on bad input,
+        leaving the model as it was; an interrupt (Ctrl-C) during the run restores the
+        starting weights.
+
+        Parameters
+        ----------
+        max_iter : int, default 200
+            Most L-BFGS iterations.
+        max_fun : int, default 15000
+            Most objective evaluations.
+        tol : float, default 1e-5
+            Stop when every gradient component is at most this (SciPy's ``gtol``).
+        l2 : float, default 0
+            L2 penalty on the weights.
+
+        Returns
+        -------
+        LBFGSResult
+        """
+        import scipy.optimize
+
+        max_iter = check_int(max_iter, "max_iter")
+        max_fun = check_int(max_fun, "max_fun")
+        tol = check_float(tol, "tol")
+        l2 = check_float(l2, "l2")
+        X, yi, yf, sw = self._check_xy(X, y, sample_weight)
+        if any(isinstance(layer, Dropout) for layer in self.layers):
+            raise ValueError("fit_lbfgs minimises a fixed full-batch objective: remove the Dropout layers first")
+        self._ensure_built(X.shape[1])
+        start = self._theta.copy()
+        evaluate = self._full_batch(X, yi, yf, sw)
+        n_w = self._plan.n_weights
+
+        def loss_grad(theta: np.ndarray) -> tuple[float, np.ndarray]:
+            self._theta[:] = theta
+            loss, grad = evaluate()
+            grad = grad.astype(np.float64)
+            w = theta[:n_w]
+            grad[:n_w] += l2 * w
+            return loss + 0.5 * l2 * float(w @ w), grad
+
+        try:
+            with compute_threads():  # SciPy's BLAS at one thread through L-BFGS-B's own steps too
+                res = scipy.optimize.minimize(
+                    loss_grad, start.astype(np.float64), method="L-BFGS-B", jac=True,
+                    options={"maxiter": max_iter, "maxfun": max_fun, "gtol": tol},
+                )  # fmt: skip
+        except BaseException:  # an interrupt or an error inside: back to the starting weights
+            self._theta[:] = start
+            raise
+        self._theta[:] = res.x
+        message = res.message.decode("latin1") if isinstance(res.message, bytes) else str(res.message)
+        return LBFGSResult(loss=float(res.fun), n_iter=int(res.nit), n_fun=int(res.nfev),
+                           converged=bool(res.status == 0), message=message)  # fmt: skip
 
     def _full_batch(
         self, X: np.ndarray, yi: np.ndarray, yf: np.ndarray, sw: np.ndarray | None
