@@ -9,7 +9,7 @@ from ._training import TrainingDivergedError
 from ._warmup import warmup
 from .callbacks import Callback, EarlyStopping, LearningRateScheduler, ModelCheckpoint, ReduceLROnPlateau
 from .diagnostics import BackpropTrace, backprop_trace, check_gradients
-from .io import load
+from .io import ModelFileError, load
 from .kernels.activations import ACTIVATIONS
 from .kernels.losses import LOSSES
 from .layers import Dense, Dropout
@@ -45,6 +45,7 @@ __all__ = [
     "Dense",
     "History",
     "LBFGSResult",
+    "ModelFileError",
     "Optimizer",
     "RMSprop",
     "Sequential",

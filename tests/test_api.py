@@ -327,3 +327,15 @@ def test_optimizer_names_and_defaults():
     assert fb.SGD().get_config() == sgd
     for name, cls in [("sgd", fb.SGD), ("adamw", fb.AdamW), ("rmsprop", fb.RMSprop)]:
         assert type(fb.Sequential([fb.Dense(2)], loss="mse", optimizer=name).optimizer) is cls
+
+
+def test_public_names_are_exported():
+    """Everything in ``fastbp.__all__`` exists, and the error a bad model file raises is one
+    of them (so ``except fb.ModelFileError`` works without importing ``fastbp.io``)."""
+    import fastbp.io
+
+    assert sorted(set(fb.__all__)) == sorted(fb.__all__)
+    for name in fb.__all__:
+        assert hasattr(fb, name), name
+    assert fb.ModelFileError is fastbp.io.ModelFileError and "ModelFileError" in fb.__all__
+    assert {"warmup", "LBFGSResult"} <= set(fb.__all__)
