@@ -38,3 +38,10 @@ def test_sklearn_pipeline_grid_search_and_model_file():
     out = _run("sklearn_pipeline.py")
     assert float(re.search(r"held-out accuracy ([0-9.]+)", out).group(1)) > 0.95
     assert "agrees with the pipeline on 100.0% of the test rows" in out
+
+
+def test_train_digits_the_quick_start_example():
+    """README's quick start runs this script: it trains and reports a held-out accuracy."""
+    out = _run("train_digits.py")
+    assert "kernels compiled or loaded from the cache in" in out
+    assert float(re.search(r"held-out loss [0-9.]+, accuracy ([0-9.]+)%", out).group(1)) > 95
