@@ -702,6 +702,7 @@ def _add_warmup(subparsers: argparse._SubParsersAction) -> None:
 def _cmd_warmup(args: argparse.Namespace) -> int:
     import numba
 
+    from . import _config
     from ._warmup import warmup
 
     if args.model is not None and args.dtype:
@@ -711,13 +712,11 @@ def _cmd_warmup(args: argparse.Namespace) -> int:
         jobs = [(model.dtype.name, model)]
     else:
         jobs = [(dtype, None) for dtype in dict.fromkeys(args.dtype or ["float32"])]
-    from . import _config
-
     where = numba.config.CACHE_DIR or "__pycache__ folders next to fastbp's sources"
     if not _config.CACHE:
         where = "none writable, so nothing was kept for later processes: set NUMBA_CACHE_DIR"
     for dtype, model in jobs:
-        seconds = warmup(model, dtype=dtype) if model is None else warmup(model)
+        seconds = warmup(model, dtype=dtype)  # a model brings its own dtype
         print(f"fastbp kernels for {dtype} compiled or loaded from the cache in {seconds:.2f} s (cache: {where})")
     return 0
 

@@ -50,6 +50,7 @@ class LBFGSResult:
     n_fun: int  #: objective evaluations (each one forward + backward pass over all rows)
     converged: bool  #: False when max_iter or max_fun ran out first
     message: str  #: SciPy's reason for stopping
+    status: int  #: SciPy's status code (0: converged)
 
 
 @dataclass
@@ -677,8 +678,6 @@ class Sequential:
         -------
         LBFGSResult
         """
-        import scipy.optimize
-
         max_iter = check_int(max_iter, "max_iter")
         max_fun = check_int(max_fun, "max_fun")
         tol = check_float(tol, "tol")
@@ -688,6 +687,22 @@ class Sequential:
             raise ValueError("fit_lbfgs minimises a fixed full-batch objective: remove the Dropout layers first")
         self._ensure_built(X.shape[1])
         start = self._theta.copy()
+        try:
+            return self._lbfgs(X, yi, yf, sw, max_iter=max_iter, max_fun=max_fun, tol=tol, l2=l2)
+        except BaseException:  # an interrupt or an error inside: back to the starting weights
+            self._theta[:] = start
+            raise
+
+    def _lbfgs(
+        self, X: np.ndarray, yi: np.ndarray, yf: np.ndarray, sw: np.ndarray | None, *, max_iter: int,
+        max_fun: int, tol: float, l2: float, scale: float = 1.0, grad_scale: float = 1.0, const: float = 0.0,
+    ) -> LBFGSResult:  # fmt: skip
+        """SciPy's L-BFGS-B from the current weights on ``scale * loss + const + l2/2 *
+        sum(W**2)``, with gradient ``grad_scale * dloss + l2 * W`` (the estimators pass
+        scikit-learn's loss and gradient scales, which differ for some losses); leaves the
+        final weights in ``_theta``. Inputs as ``_check_xy`` returns them."""
+        import scipy.optimize
+
         evaluate = self._full_batch(X, yi, yf, sw)
         n_w = self._plan.n_weights
 
@@ -695,23 +710,23 @@ class Sequential:
             self._theta[:] = theta
             loss, grad = evaluate()
             grad = grad.astype(np.float64)
+            grad *= grad_scale
             w = theta[:n_w]
             grad[:n_w] += l2 * w
-            return loss + 0.5 * l2 * float(w @ w), grad
+            return scale * loss + const + 0.5 * l2 * float(w @ w), grad
 
-        try:
-            with compute_threads():  # SciPy's BLAS at one thread through L-BFGS-B's own steps too
-                res = scipy.optimize.minimize(
-                    loss_grad, start.astype(np.float64), method="L-BFGS-B", jac=True,
-                    options={"maxiter": max_iter, "maxfun": max_fun, "gtol": tol},
-                )  # fmt: skip
-        except BaseException:  # an interrupt or an error inside: back to the starting weights
-            self._theta[:] = start
-            raise
-        self._theta[:] = res.x
+        # L-BFGS-B's own steps call SciPy's BLAS: held at one thread, as in fastbp's kernels,
+        # so that its threads do not wait for cores Numba's pool spins on (measured on 2
+        # cores, digits: 97 ms of a 128 ms fit in scipy's setulb with BLAS on 2 threads)
+        with compute_threads():
+            res = scipy.optimize.minimize(
+                loss_grad, self._theta.astype(np.float64), method="L-BFGS-B", jac=True,
+                options={"maxiter": max_iter, "maxfun": max_fun, "gtol": tol},
+            )  # fmt: skip
+        self._theta[:] = res.x  # in place: views of the weights stay linked
         message = res.message.decode("latin1") if isinstance(res.message, bytes) else str(res.message)
         return LBFGSResult(loss=float(res.fun), n_iter=int(res.nit), n_fun=int(res.nfev),
-                           converged=bool(res.status == 0), message=message)  # fmt: skip
+                           converged=bool(res.status == 0), message=message, status=int(res.status))  # fmt: skip
 
     def _full_batch(
         self, X: np.ndarray, yi: np.ndarray, yf: np.ndarray, sw: np.ndarray | None

@@ -65,7 +65,6 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.optimize
 from scipy.special import xlogy
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
 from sklearn.exceptions import ConvergenceWarning
@@ -77,7 +76,6 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._threads import compute_threads
 from ._training import TrainingDivergedError
 from ._validation import check_sample_weight
 from .kernels.activations import ACTIVATIONS
@@ -518,47 +516,26 @@ class _BaseMLP(BaseEstimator):
         weights (packed as scikit-learn packs them: every layer's weights, then every
         bias, which is fastbp's ``theta``). One evaluation is one compiled forward and
         backward pass over all rows (``Sequential._full_batch``)."""
-        _, _, c, factor = self._output_spec()
+        loss_name, _, c, factor = self._output_spec()
         X, yi, yf, sw = model._check_xy(train.X, self._fit_targets(train.Y), train.sw)
         sw_sum = float(X.shape[0] if sw is None else sw.sum())
         const = 0.0
-        if self._output_spec()[0] == "poisson":
+        if loss_name == "poisson":
             const = float(np.average((xlogy(train.Y, train.Y) - train.Y).sum(axis=1), weights=train.sw))
-        n_w = model._plan.n_weights
-        evaluate = model._full_batch(X, yi, yf, sw)
-        alpha = p.alpha
-
-        def loss_grad(theta: np.ndarray) -> tuple[float, np.ndarray]:
-            model._theta[:] = theta
-            loss, grad = evaluate()
-            grad = grad.astype(np.float64)
-            w = theta[:n_w]
-            # scikit-learn's pair: its reported loss (factor) and its backprop gradient (c)
-            grad *= c
-            grad[:n_w] += (alpha / sw_sum) * w
-            return factor * loss + const + 0.5 * alpha * float(w @ w) / sw_sum, grad
-
-        # L-BFGS-B's own steps call SciPy's BLAS: held at one thread, as in fastbp's kernels,
-        # so that its threads do not wait for cores Numba's pool spins on (measured on 2
-        # cores, digits: 97 ms of a 128 ms fit in scipy's setulb with BLAS on 2 threads)
-        with compute_threads():
-            res = scipy.optimize.minimize(
-                loss_grad, model._theta.astype(np.float64), method="L-BFGS-B", jac=True,
-                options={"maxfun": self.max_fun, "maxiter": p.max_iter, "gtol": p.tol},
-            )  # fmt: skip
-        model._theta[:] = res.x  # in place: coefs_ stay linked
-        if res.status != 0:
-            message = res.message.decode("latin1") if isinstance(res.message, bytes) else res.message
+        # scikit-learn's pair: its reported loss (factor) and its backprop gradient (c)
+        res = model._lbfgs(X, yi, yf, sw, max_iter=p.max_iter, max_fun=self.max_fun, tol=p.tol,
+                           l2=p.alpha / sw_sum, scale=factor, grad_scale=c, const=const)  # fmt: skip
+        if not res.converged:
             warnings.warn(
-                f"lbfgs failed to converge after {res.nit} iteration(s) (status={res.status}):\n{message}\n\n"
+                f"lbfgs failed to converge after {res.n_iter} iteration(s) (status={res.status}):\n{res.message}\n\n"
                 f"Increase the number of iterations to improve the convergence (max_iter={p.max_iter}).",
                 ConvergenceWarning,
                 stacklevel=4,
             )
-        self.n_iter_ = min(int(res.nit), p.max_iter)
-        self.loss_ = float(res.fun)
+        self.n_iter_ = min(res.n_iter, p.max_iter)
+        self.loss_ = res.loss
         if self.verbose:
-            print(f"L-BFGS-B: {self.n_iter_} iterations, {res.nfev} evaluations, loss = {self.loss_:.8f}")
+            print(f"L-BFGS-B: {self.n_iter_} iterations, {res.n_fun} evaluations, loss = {self.loss_:.8f}")
 
     def _record_divergence(self, max_iter: int, n_samples: int) -> None:
         """What scikit-learn records when training diverges with ``early_stopping=True``
