@@ -48,10 +48,12 @@ from scipy.special import erf
 import fastbp as fb
 from benchmarks._support import IMPLS, OTHER, record, settle, thread_info
 from fastbp.bench import numpy_mlp as base
-from fastbp.kernels.activations import ACTIVATIONS, NEEDS_Z, act_backward_, activation_forward
+from fastbp.kernels.activations import ACTIVATIONS, NEEDS_Z, act_backward_kernel, apply_forward, kernel_address
+from fastbp.kernels.activations import _call_cols as call_kernel
+from fastbp.kernels.activations import addresses as act_addresses
 from fastbp.kernels.dense import dense_forward
 from fastbp.kernels.losses import CROSS_ENTROPY, loss_grad
-from fastbp.kernels.optim import N_COEF, optimizer_update_
+from fastbp.kernels.optim import N_COEF, optimizer_update_, update_address
 
 DTYPES = [np.float32]
 #: How closely fastbp's and NumPy's outputs agree, per dtype. Element-wise kernels differ
@@ -122,7 +124,7 @@ DENSE_SHAPES = [(128, 784, 512), (1024, 1024, 1024)]  # (batch, n_in, n_out): mn
 def _dense(impl: str, d: dict) -> Callable:
     x, w, b, z, a, act = d["x"], d["w"], d["b"], d["z"], d["a"], d["act"]
     if impl == "fastbp":
-        code = ACTIVATIONS[act]
+        code = act_addresses(np.array([ACTIVATIONS[act]]), x.dtype)[0][0]  # the forward kernel
 
         def run():
             dense_forward(x, w, b, code, z, a)  # z and a apart, as in the engine (an alias runs unvectorised)
@@ -190,8 +192,11 @@ def _act_backward(impl: str, d: dict) -> Callable:
         code = ACTIVATIONS[act]
         zz = z if code in NEEDS_Z else a  # the engine passes a for activations that need no z
 
+        addr = kernel_address(act_backward_kernel, code, g.dtype)  # the kernel the engine calls
+        width = g.shape[1]
+
         def run():
-            act_backward_(g, a, zz, code)
+            call_kernel(addr, g, a, zz, 0, width)
             return (g,)
     else:
 
@@ -208,7 +213,8 @@ def _act_backward(impl: str, d: dict) -> Callable:
 def test_act_backward(benchmark, summary, dtype, act, impl):
     rng = _rng()
     z = (2.0 * rng.standard_normal(ACT_SHAPE)).astype(dtype)
-    a = activation_forward(z, ACTIVATIONS[act], np.empty_like(z))
+    a = np.empty_like(z)
+    apply_forward(z.copy(), np.zeros(z.shape[1], dtype=z.dtype), ACTIVATIONS[act], a)
     inputs = {"g": rng.standard_normal(ACT_SHAPE, dtype=dtype), "a": a, "z": z, "act": act}
     n, m = ACT_SHAPE
     _bench(
@@ -299,8 +305,10 @@ def _optimizer(impl: str, d: dict) -> Callable:
         mk = m if opt.uses_m else m[:0]  # unused state is an empty array, as Sequential passes it
         vk = v if opt.uses_v else v[:0]
 
+        body = update_address(opt.code, theta, gpart, mk, vk, coef, hyper)
+
         def run():
-            optimizer_update_(theta, gpart, 1, N_WEIGHTS, opt.code, hyper, STEP, mk, vk, coef)
+            optimizer_update_(theta, gpart, 1, N_WEIGHTS, opt.code, hyper, STEP, mk, vk, coef, body)
             return (theta, *state)
     else:
         g = gpart[0]

@@ -19,8 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._threads import compute_threads
-from .kernels.activations import act_backward_
-from .kernels.dense import dense_forward
+from .kernels.activations import apply_backward, apply_forward
 from .kernels.losses import CROSS_ENTROPY, loss_grad
 from .layers import Dense
 from .model import Sequential
@@ -182,7 +181,8 @@ def backprop_trace(model: Sequential, X: object, y: object) -> BackpropTrace:
             W, b = weights[2 * l], weights[2 * l + 1]
             z = np.empty((n, W.shape[1]))
             a = np.empty_like(z)
-            dense_forward(h, W, b, int(plan.acts[l]), z, a)
+            np.dot(h, W, out=z)
+            apply_forward(z, b, int(plan.acts[l]), a)
             inputs.append(h)
             zs.append(z)
             outs.append(a)
@@ -195,7 +195,7 @@ def backprop_trace(model: Sequential, X: object, y: object) -> BackpropTrace:
         for l in range(len(twin.dense_layers) - 1, -1, -1):
             layer = twin.dense_layers[l]
             da_dz = np.ones_like(zs[l])
-            act_backward_(da_dz, outs[l], zs[l], int(plan.acts[l]))  # ones * f'(z)
+            apply_backward(da_dz, outs[l], zs[l], int(plan.acts[l]))  # ones * f'(z)
             delta = dC_da * da_dz
             W = weights[2 * l]
             trace.layers.insert(0, LayerTrace(

@@ -34,7 +34,8 @@ from ._validation import (
 )
 from .callbacks import Callback
 from .kernels import columns, engine
-from .kernels.losses import BINARY_CROSS_ENTROPY, CROSS_ENTROPY, LOSSES, POISSON, link_
+from .kernels.activations import addresses
+from .kernels.losses import BINARY_CROSS_ENTROPY, CROSS_ENTROPY, LOSSES, POISSON, link_, loss_address
 from .kernels.optim import N_COEF, n_chunks, reduce_partials
 from .layers import Dense, Dropout
 from .metrics import METRICS, check_metrics
@@ -114,8 +115,11 @@ class _Plan:
             drop=drop,
         )
 
-    def net(self) -> tuple:
-        return self.sizes, self.acts, self.woff, self.boff, self.coff
+    def net(self, dtype: np.dtype) -> tuple:
+        """(sizes, fwd, bwd, woff, boff, coff) for the kernels, with each layer's
+        activation kernels compiled for ``dtype`` (addresses valid in this process only)."""
+        fwd, bwd = addresses(self.acts, dtype)
+        return self.sizes, fwd, bwd, self.woff, self.boff, self.coff
 
 
 def _column_split(sizes: np.ndarray, rows: int, n_threads: int) -> bool:
@@ -341,6 +345,10 @@ class Sequential:
             raise ValueError(f"{name} must be >= 0 for the poisson loss (counts or rates)")
         return np.zeros(0, dtype=np.int64), yf
 
+    def _loss_kernel(self) -> int:
+        """Address of this model's loss kernel in its dtype (this process only)."""
+        return loss_address(self._loss, self.dtype)
+
     # ------------------------------------------------------------------ training
     def _workspace_for(self, rows: int, n_threads: int) -> dict:
         """Work buffers for batches of up to ``rows`` rows, reused across fit calls.
@@ -535,6 +543,13 @@ class Sequential:
                 # how many of the n_threads run each segment (the work is split for all of
                 # them whatever runs, so the weights do not depend on it): _adaptive.py
                 chooser = ws["chooser"] if _threads.adaptive() and n_threads > 1 else None
+                a = engine.TrainArgs(
+                    X, yi, yf, swk, order, batch_size, n_threads, _config.MIN_ROWS_PER_BLOCK, self._theta,
+                    *plan.net(self.dtype), self._loss, self._loss_kernel(), plan.drop, seed, opt.code, hyper,
+                    clipnorm, self._m, self._v, ws["coef"], plan.n_weights, ws["xb"], ws["ybi"], ws["ybf"], ws["wb"],
+                    ws["abuf"], ws["zbuf"], ws["gbuf"], ws["gpart"], ws["lpart"], mpart, ws["sq"], acc,
+                )  # fmt: skip
+                bodies = columns.train_bodies(a) if cols else engine.train_bodies(a)
                 b = 0
                 seg = self._segment_batches
                 while b < n_batches:
@@ -544,19 +559,10 @@ class Sequential:
                         numba.set_num_threads(run)
                     b1 = min(n_batches, b + length)
                     t0 = time.perf_counter()
-                    args = (
-                        self._theta, *plan.net(), self._loss, plan.drop, seed, opt.code, hyper, clipnorm,
-                        self._step, self._m, self._v, ws["coef"], plan.n_weights, ws["xb"], ws["ybi"], ws["ybf"],
-                        ws["wb"], ws["abuf"], ws["zbuf"], ws["gbuf"], ws["gpart"], ws["lpart"], mpart, ws["sq"], acc,
-                    )  # fmt: skip
                     if cols:
-                        self._step, bad = columns.train_batches_cols(
-                            X, yi, yf, swk, order, b, b1, batch_size, n_threads, *args
-                        )  # fmt: skip
+                        self._step, bad = columns.train_batches_cols(a, b, b1, self._step, bodies)
                     else:
-                        self._step, bad = engine.train_batches(
-                            X, yi, yf, swk, order, b, b1, batch_size, n_threads, _config.MIN_ROWS_PER_BLOCK, *args
-                        )  # fmt: skip
+                        self._step, bad = engine.train_batches(a, b, b1, self._step, bodies)
                     if bad >= 0:
                         raise TrainingDivergedError(epoch, int(bad), history)
                     seconds = time.perf_counter() - t0
@@ -594,7 +600,10 @@ class Sequential:
         n = out.shape[0]
         with compute_threads() as n_threads:
             nb = engine.n_blocks(n, n_threads, _config.MIN_ROWS_PER_BLOCK)
-            total = engine.loss_sum(out, yi, yf, np.zeros(0) if sw is None else sw, self._loss, nb, np.zeros(nb))
+            la = engine.LossArgs(
+                out, yi, yf, np.zeros(0) if sw is None else sw, self._loss, self._loss_kernel(), np.zeros(nb)
+            )  # fmt: skip
+            total = engine.loss_sum(la, nb, engine.loss_address(la))
         weight = float(n if sw is None else sw.sum())
         count = weight if self._loss == CROSS_ENTROPY else weight * self.n_outputs
         return float(total / count)
@@ -611,7 +620,11 @@ class Sequential:
             # allocated per call, so concurrent predict calls never share buffers
             abuf = np.empty(nb * chunk * width, dtype=self.dtype)
             zbuf = np.empty(nb * chunk * width, dtype=self.dtype)
-            engine.forward(X, self._theta, *plan.net(), nb, chunk, abuf, zbuf, link, self._loss, out)
+            f = engine.ForwardArgs(
+                X, self._theta, *plan.net(self.dtype), chunk, abuf, zbuf, bool(link), self._loss,
+                self._loss_kernel(), out,
+            )  # fmt: skip
+            engine.forward(f, nb, engine.forward_address(f))
         return out
 
     def predict(self, X: object) -> np.ndarray:
@@ -747,24 +760,33 @@ class Sequential:
         count = wsum if self._loss == CROSS_ENTROPY else wsum * k
         with compute_threads() as n_threads:
             nb = engine.n_blocks(n, n_threads, _config.MIN_ROWS_PER_BLOCK)
-        rows = np.arange(n)
+        gpart = np.empty((nb, plan.n_params), dtype=dt)
+        grad = np.empty(plan.n_params, dtype=dt)
+        empty = np.zeros(0, dtype=dt)
         bufs = (
             np.empty_like(X), np.zeros(n if self._loss == CROSS_ENTROPY else 0, dtype=np.int64),
             np.zeros((0 if self._loss == CROSS_ENTROPY else n, k), dtype=dt), np.zeros(n),
             np.empty(n * width, dtype=dt), np.empty(n * width, dtype=dt), np.empty(n * width, dtype=dt),
+            gpart, np.zeros(nb), np.zeros((0, 3)), np.zeros(1), np.zeros(5),
         )  # fmt: skip
-        gpart = np.empty((nb, plan.n_params), dtype=dt)
-        lpart = np.zeros(nb)
-        grad = np.empty(plan.n_params, dtype=dt)
+
+        def record() -> engine.TrainArgs:
+            # no dropout, no optimizer: those fields are typed as in fit's record, so both
+            # share one compiled body
+            return engine.TrainArgs(
+                X, yi, yf, swk, np.arange(n), n, nb, 1, self._theta, *plan.net(self.dtype), self._loss,
+                self._loss_kernel(), np.zeros(0), np.uint64(0), 0, np.zeros(6), 0.0, empty, empty,
+                np.zeros(N_COEF, dtype=dt), 0, *bufs,
+            )  # fmt: skip
+
+        bodies = np.array([engine.block_address(record()), 0, 0], dtype=np.int64)
 
         def evaluate() -> tuple[float, np.ndarray]:
+            a = record()
             with compute_threads():
-                engine.batch_gradients(
-                    X, yi, yf, swk, rows, wsum, self._theta, *plan.net(), self._loss, np.zeros(0), np.uint64(0),
-                    nb, *bufs, gpart, lpart, np.zeros((0, 3)),
-                )  # fmt: skip
+                engine.batch_gradients(a, wsum, nb, bodies)
                 reduce_partials(gpart, nb, grad)
-            return float(lpart.sum() / count), grad
+            return float(a.lpart.sum() / count), grad
 
         return evaluate
 

@@ -13,14 +13,11 @@ import pytest
 import fastbp as fb
 import fastbp.model as fbmodel
 from fastbp import _config
-from fastbp.kernels.activations import (
-    ACTIVATIONS,
-    NEEDS_Z,
-    act_backward_,
-    act_backward_cols_,
-    bias_act_,
-    bias_act_cols_,
-)
+from fastbp.kernels.activations import ACTIVATIONS, NEEDS_Z
+from fastbp.kernels.activations import apply_backward as act_backward_
+from fastbp.kernels.activations import apply_backward as act_backward_cols_
+from fastbp.kernels.activations import apply_forward as bias_act_
+from fastbp.kernels.activations import apply_forward as bias_act_cols_
 from fastbp.kernels.blas import gemm
 from fastbp.kernels.dropout import dropout_backward_, dropout_backward_cols_, dropout_forward_, dropout_forward_cols_
 

@@ -19,25 +19,50 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 import fastbp
 import fastbp.optimizers as fbopt
+from fastbp.kernels import optim
 from fastbp.kernels.activations import ACTIVATIONS as ACT_CODES
-from fastbp.kernels.activations import NEEDS_Z, act_backward_, activation_forward, bias_act_
+from fastbp.kernels.activations import NEEDS_Z, addresses
+from fastbp.kernels.activations import apply_backward as act_backward_
+from fastbp.kernels.activations import apply_forward as bias_act_
 from fastbp.kernels.dense import column_sums, dense_backward, dense_forward
 from fastbp.kernels.losses import CROSS_ENTROPY, link_, loss_grad, loss_value
 from fastbp.kernels.losses import LOSSES as LOSS_CODES
-from fastbp.kernels.optim import (
-    N_COEF,
-    OPTIMIZERS,
-    optimizer_step_,
-    optimizer_update_,
-    reduce_partials,
-    sum_partials_sq,
-)
+from fastbp.kernels.optim import N_COEF, OPTIMIZERS, reduce_partials
 from fastbp.kernels.optim import OPTIMIZERS as OPT_CODES
 from fastbp.kernels.optim import (
     n_chunks as n_chunks_of,
 )
 
 DTYPES = [pytest.param(np.float32, id="float32"), pytest.param(np.float64, id="float64")]
+
+
+# The kernels take compiled addresses where the API takes codes: these call them from Python.
+def activation_forward(z, code, a):
+    """a = f(z), element-wise."""
+    bias_act_(z.copy(), np.zeros(z.shape[1], dtype=z.dtype), code, a)
+    return a
+
+
+def _fwd(code, dtype):
+    return addresses(np.array([code]), dtype)[0][0]
+
+
+def _bwd(code, dtype):
+    return addresses(np.array([code]), dtype)[1][0]
+
+
+def optimizer_update_(theta, gpart, nparts, n_decay, opt, hyper, step, m, v, coef):
+    body = optim.update_address(opt, theta, gpart, m, v, coef, hyper)
+    optim.optimizer_update_(theta, gpart, nparts, n_decay, opt, hyper, step, m, v, coef, body)
+
+
+def optimizer_step_(theta, gpart, nparts, n_decay, opt, hyper, step, m, v, coef):
+    body = optim.update_address(opt, theta, gpart, m, v, coef, hyper)
+    optim.optimizer_step_(theta, gpart, nparts, n_decay, opt, hyper, step, m, v, coef, body)
+
+
+def sum_partials_sq(gpart, nparts, sq):
+    return optim.sum_partials_sq(gpart, nparts, sq, optim.sum_sq_address(gpart, sq))
 TOL = {np.float32: {"rtol": 1e-5, "atol": 1e-6}, np.float64: {"rtol": 1e-12, "atol": 1e-12}}
 TOL_ACC = {np.float32: {"rtol": 1e-5, "atol": 1e-5}, np.float64: {"rtol": 1e-12, "atol": 1e-12}}
 
@@ -193,7 +218,7 @@ def test_dense_forward(act, alias, dtype, rng):
 
     z = np.full((n, n_out), np.nan, dtype=dtype)
     a = z if alias else np.full((n, n_out), np.nan, dtype=dtype)
-    dense_forward(x, w, b, ACT_CODES[act], z, a)
+    dense_forward(x, w, b, _fwd(ACT_CODES[act], dtype), z, a)
 
     assert_allclose(a, expected_a, **TOL_ACC[dtype])
     if not alias:
@@ -217,7 +242,7 @@ def test_dense_backward(act, need_dx, dtype, rng):
     db = np.full(n_out, np.nan, dtype=dtype)
     dx = np.full((n, n_in), 7.0, dtype=dtype)
     code = ACT_CODES[act]
-    dense_backward(x, w, a, z if code in NEEDS_Z else a, code, g, dw, db, dx, need_dx)
+    dense_backward(x, w, a, z if code in NEEDS_Z else a, _bwd(code, dtype), g, dw, db, dx, need_dx)
 
     assert_allclose(g, delta, **TOL_ACC[dtype])  # g holds delta on exit
     assert_allclose(dw, e_dw, **TOL_ACC[dtype])

@@ -18,9 +18,10 @@ from hypothesis.extra import numpy as hnp  # noqa: E402
 from numpy.testing import assert_allclose, assert_array_equal  # noqa: E402
 
 import fastbp.optimizers as fbopt  # noqa: E402
+from fastbp.kernels import optim  # noqa: E402
 from fastbp.kernels.losses import CROSS_ENTROPY, link_, loss_grad  # noqa: E402
 from fastbp.kernels.losses import LOSSES as LOSS_CODES  # noqa: E402
-from fastbp.kernels.optim import N_COEF, optimizer_update_  # noqa: E402
+from fastbp.kernels.optim import N_COEF  # noqa: E402
 
 SETTINGS = settings(max_examples=40, deadline=None)
 DTYPES = [pytest.param(np.float32, id="float32"), pytest.param(np.float64, id="float64")]
@@ -142,7 +143,8 @@ def test_optimizer_update_independent_of_partial_split(opt_name, dtype, nparts, 
             else:
                 gpart = np.zeros((nparts, P), dtype=dtype)
                 gpart[0] = G.astype(dtype)
-            optimizer_update_(
+            coef = np.zeros(N_COEF, dtype=theta.dtype)
+            optim.optimizer_update_(
                 theta,
                 gpart,
                 nparts if split else 1,
@@ -152,7 +154,8 @@ def test_optimizer_update_independent_of_partial_split(opt_name, dtype, nparts, 
                 step,
                 m,
                 v,
-                np.zeros(N_COEF, dtype=theta.dtype),
+                coef,
+                optim.update_address(opt.code, theta, gpart, m, v, coef, hyper),
             )
         runs[split] = (theta, m, v)
     tol = 64 * EPS[dtype]

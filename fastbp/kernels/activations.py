@@ -1,49 +1,46 @@
-"""Activation functions: the fused bias + activation forward pass and the fused
-activation-derivative pass ``delta = g * f'(.)``.
+"""Activation functions: one registry entry each, and the kernels compiled from them.
 
-Every activation has one integer code, listed in :data:`ACTIVATIONS`. Its forward formula
-lives in ``_f`` and its derivative in ``_df``, side by side. The derivative is written from
-the stored output ``a`` wherever the activation allows it (scikit-learn's trick): sigmoid
-``a(1-a)``, tanh ``1-a^2``, relu ``a>0``, leaky relu, elu ``a+1`` for ``a<=0`` and softplus
-``1-exp(-a)``. Only gelu and silu need the pre-activation ``z`` in the backward pass;
-:data:`NEEDS_Z` lists them. The engine still writes ``a`` and ``z`` to separate buffers for
-every layer, since the forward pass vectorises only then (see :func:`bias_act_cols_`).
+Every activation is one :class:`Activation` in :data:`REGISTRY`: its public name, its
+element formula ``f(z)``, its derivative ``df(a, z)`` (written from the stored output ``a``
+wherever the activation allows it, scikit-learn's trick: sigmoid ``a(1-a)``, tanh
+``1-a^2``, relu ``a>0``, leaky relu, elu ``a+1`` for ``a<=0`` and softplus ``1-exp(-a)``;
+gelu and silu need the pre-activation ``z``, ``needs_z``), optional float32 variants that
+LLVM vectorises (libm's ``exp``/``tanh``/``erfc`` are scalar calls), and whether it is
+initialised as relu-like (He). Everything else is derived from the registry: the codes
+and :data:`ACTIVATIONS`, :data:`NEEDS_Z`, :data:`RELU_LIKE`, and the two kernels of each
+activation and dtype.
+
+The kernels are the fused bias + activation forward pass ``z += b; a = f(z)`` and the
+fused derivative pass ``g *= f'(z)``, on columns ``c0:c1`` of a block of rows. Each is
+compiled from one template per (activation, dtype), on first use, as a C callback
+(``launch.py``): the engine calls it through its address (:func:`addresses`), so a network
+compiles only the activations it uses, each once. The engine writes ``a`` and ``z`` to
+separate buffers for every layer: the loops vectorise only then (LLVM checks at run time
+that the arrays do not overlap; measured, 128 x 256 float32, tanh 1.4 against 5.1 ns an
+element when they alias).
 
 All kernels here are serial and act on a block of rows: the engine hands each thread its
 own row block (see ``engine.py``), so parallelism lives one level up.
+
+Adding an activation is one entry in :data:`REGISTRY` (with its element functions
+above it), its NumPy twin in ``tests/reference.py`` and its line in README; the ONNX
+export (``onnx_export.py``) maps it by name.
 """
 
 from __future__ import annotations
 
 import math
+import threading
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 from llvmlite import ir as llvm_ir
-from numba import njit, types
+from numba import carray, cfunc, njit, types
 from numba.extending import intrinsic
 
 from .._config import INLINE, SERIAL
-
-IDENTITY, SIGMOID, TANH, RELU, LEAKY_RELU, ELU, GELU, SOFTPLUS, SILU = range(9)
-
-#: Public name -> integer code.
-ACTIVATIONS: dict[str, int] = {
-    "identity": IDENTITY,
-    "sigmoid": SIGMOID,
-    "tanh": TANH,
-    "relu": RELU,
-    "leaky_relu": LEAKY_RELU,
-    "elu": ELU,
-    "gelu": GELU,
-    "softplus": SOFTPLUS,
-    "silu": SILU,
-}
-
-#: Codes whose derivative needs the pre-activation ``z`` (not recoverable from ``a``).
-NEEDS_Z: frozenset[int] = frozenset({GELU, SILU})
-
-#: Codes initialised with He ("relu-like"); the rest use Glorot.
-RELU_LIKE: frozenset[int] = frozenset({RELU, LEAKY_RELU, ELU, GELU, SILU})
+from .launch import call_void, specialise
 
 LEAKY_SLOPE = 0.01
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
@@ -200,285 +197,309 @@ def gelu_grad_f32(x):
     return cdf + x * _INV_SQRT_2PI * e
 
 
+# ---------------------------------------------------------------- element functions
+# f(z) and f'(z) from (a, z) of each activation; the *_f32 variants above are used for
+# float32 kernels where an entry names them.
+
+
 @njit(**INLINE)
-def _f(act, z):
-    """a = f(z) for one element."""
-    if act == IDENTITY:
-        return z
-    if act == SIGMOID:
-        return sigmoid(z)
-    if act == TANH:
-        return math.tanh(z)
-    if act == RELU:
-        return z if z > 0.0 else 0.0
-    if act == LEAKY_RELU:
-        return z if z > 0.0 else LEAKY_SLOPE * z
-    if act == ELU:
-        return z if z > 0.0 else math.expm1(z)
-    if act == GELU:
-        return 0.5 * z * math.erfc(-z * _INV_SQRT2)  # erfc, not 1 + erf: keeps the left tail
-    if act == SOFTPLUS:
-        return softplus(z)
-    # SILU
+def _identity(z):
+    return z
+
+
+@njit(**INLINE)
+def _d_identity(a, z):
+    return 1.0
+
+
+@njit(**INLINE)
+def _d_sigmoid(a, z):
+    return a * (1.0 - a)
+
+
+@njit(**INLINE)
+def _tanh(z):
+    return math.tanh(z)
+
+
+@njit(**INLINE)
+def _d_tanh(a, z):
+    return 1.0 - a * a
+
+
+@njit(**INLINE)
+def _relu(z):
+    return z if z > 0.0 else 0.0
+
+
+@njit(**INLINE)
+def _d_relu(a, z):
+    return 1.0 if a > 0.0 else 0.0
+
+
+@njit(**INLINE)
+def _leaky_relu(z):
+    return z if z > 0.0 else LEAKY_SLOPE * z
+
+
+@njit(**INLINE)
+def _d_leaky_relu(a, z):
+    return 1.0 if a > 0.0 else LEAKY_SLOPE
+
+
+@njit(**INLINE)
+def _elu(z):
+    return z if z > 0.0 else math.expm1(z)
+
+
+@njit(**INLINE)
+def _elu_f32(z):
+    return z if z > 0.0 else expm1_neg_f32(z)
+
+
+@njit(**INLINE)
+def _d_elu(a, z):
+    # for z <= 0, a = e^z - 1, so f'(z) = e^z = a + 1; a > 0 exactly when z > 0
+    return 1.0 if a > 0.0 else a + 1.0
+
+
+@njit(**INLINE)
+def _gelu(z):
+    return 0.5 * z * math.erfc(-z * _INV_SQRT2)  # erfc, not 1 + erf: keeps the left tail
+
+
+@njit(**INLINE)
+def _d_gelu(a, z):
+    # exact gelu: d/dz [z Phi(z)] = Phi(z) + z phi(z)
+    return 0.5 * math.erfc(-z * _INV_SQRT2) + z * _INV_SQRT_2PI * math.exp(-0.5 * z * z)
+
+
+@njit(**INLINE)
+def _d_gelu_f32(a, z):
+    return gelu_grad_f32(z)
+
+
+@njit(**INLINE)
+def _d_softplus(a, z):
+    # f'(z) = sigmoid(z) and e^a = 1 + e^z, so sigmoid(z) = 1 - e^-a
+    return -math.expm1(-a)
+
+
+@njit(**INLINE)
+def _d_softplus_f32(a, z):
+    return -expm1_neg_f32(-a)
+
+
+@njit(**INLINE)
+def _silu(z):
     return z * sigmoid(z)
 
 
 @njit(**INLINE)
-def _df(act, a, z):
-    """f'(z) for one element, from the output ``a`` where possible (``z`` is ignored then)."""
-    if act == IDENTITY:
-        return 1.0
-    if act == SIGMOID:
-        return a * (1.0 - a)
-    if act == TANH:
-        return 1.0 - a * a
-    if act == RELU:
-        return 1.0 if a > 0.0 else 0.0
-    if act == LEAKY_RELU:
-        return 1.0 if a > 0.0 else LEAKY_SLOPE
-    if act == ELU:
-        # for z <= 0, a = e^z - 1, so f'(z) = e^z = a + 1; a > 0 exactly when z > 0
-        return 1.0 if a > 0.0 else a + 1.0
-    if act == SOFTPLUS:
-        # f'(z) = sigmoid(z) and e^a = 1 + e^z, so sigmoid(z) = 1 - e^-a
-        return -math.expm1(-a)
-    if act == GELU:
-        # exact gelu: d/dz [z Phi(z)] = Phi(z) + z phi(z)
-        return 0.5 * math.erfc(-z * _INV_SQRT2) + z * _INV_SQRT_2PI * math.exp(-0.5 * z * z)
-    # SILU: d/dz [z s(z)] = s (1 + z (1 - s))
+def _silu_f32(z):
+    return z * sigmoid_f32(z)
+
+
+@njit(**INLINE)
+def _d_silu(a, z):
+    # d/dz [z s(z)] = s (1 + z (1 - s))
     s = sigmoid(z)
     return s * (1.0 + z * (1.0 - s))
 
 
-@njit(**SERIAL)
-def bias_act_cols_(z, b, act, a, c0, c1):
-    """z += b (row-broadcast), then a = f(z), in one pass, on columns ``c0:c1``.
+@njit(**INLINE)
+def _d_silu_f32(a, z):
+    s = sigmoid_f32(z)
+    return s * (1.0 + z * (1.0 - s))
 
-    Parameters
-    ----------
-    z : ndarray of shape (n, m)
-        GEMM output ``x @ w`` on entry; ``x @ w + b`` on exit.
-    b : ndarray of shape (m,)
-    act : int
-        Activation code from :data:`ACTIVATIONS`.
-    a : ndarray of shape (n, m)
-        Written with ``f(z)``. May alias ``z`` when ``act`` is not in :data:`NEEDS_Z`, but
-        then runs 3-4x slower: LLVM vectorises each loop behind a runtime check that ``a``
-        and ``z`` do not overlap, which an alias fails, so the scalar loop runs (measured,
-        128 x 256 float32: tanh 1.4 against 5.1 ns an element, relu 0.22 against 0.77).
-        The engine always passes separate buffers.
-    c0, c1 : int
-        The columns to work on (the engine's column split gives each thread its own);
-        :func:`bias_act_` does them all.
 
-    The piecewise-linear activations have their own loops with constants in the arrays'
-    dtype, which LLVM vectorises, and so does every other activation in float32, through
-    the vectorisable :func:`exp_neg`, :func:`gelu_f32`, :func:`softplus_f32` and
-    :func:`tanh_f32`; float64 calls the element formula ``_f`` for libm's accuracy (its
-    ``exp``/``tanh``/``erfc`` are scalar library calls).
+# ---------------------------------------------------------------- the registry
+
+
+class Activation(NamedTuple):
+    """One activation: everything fastbp knows about it.
+
+    ``f(z)`` and ``df(a, z)`` are ``@njit(inline="always")`` element functions, accurate
+    in float64; ``f32``/``df32`` replace them in float32 kernels (vectorisable, float32
+    accuracy; default: the same). ``needs_z``: ``df`` reads ``z`` (else only ``a``, and
+    the kernels may be given ``a`` for ``z``). ``relu_like``: He initialisation (else
+    Glorot). ``constant_df``: f' is 1 everywhere (the derivative pass is skipped).
     """
-    n = z.shape[0]
+
+    name: str
+    f: Callable
+    df: Callable
+    f32: Callable | None = None
+    df32: Callable | None = None
+    needs_z: bool = False
+    relu_like: bool = False
+    constant_df: bool = False
+
+
+#: Every activation, in code order (a model file stores names, not codes).
+REGISTRY: tuple[Activation, ...] = (
+    Activation("identity", _identity, _d_identity, constant_df=True),
+    Activation("sigmoid", sigmoid, _d_sigmoid, f32=sigmoid_f32),
+    Activation("tanh", _tanh, _d_tanh, f32=tanh_f32),
+    Activation("relu", _relu, _d_relu, relu_like=True),
+    Activation("leaky_relu", _leaky_relu, _d_leaky_relu, relu_like=True),
+    Activation("elu", _elu, _d_elu, f32=_elu_f32, relu_like=True),
+    Activation("gelu", _gelu, _d_gelu, f32=gelu_f32, df32=_d_gelu_f32, needs_z=True, relu_like=True),
+    Activation("softplus", softplus, _d_softplus, f32=softplus_f32, df32=_d_softplus_f32),
+    Activation("silu", _silu, _d_silu, f32=_silu_f32, df32=_d_silu_f32, needs_z=True, relu_like=True),
+)
+
+#: Public name -> integer code (the index in :data:`REGISTRY`).
+ACTIVATIONS: dict[str, int] = {act.name: code for code, act in enumerate(REGISTRY)}
+
+IDENTITY, SIGMOID, TANH, RELU, LEAKY_RELU, ELU, GELU, SOFTPLUS, SILU = (ACTIVATIONS[act.name] for act in REGISTRY)
+
+#: Codes whose derivative needs the pre-activation ``z`` (not recoverable from ``a``).
+NEEDS_Z: frozenset[int] = frozenset(code for code, act in enumerate(REGISTRY) if act.needs_z)
+
+#: Codes initialised with He ("relu-like"); the rest use Glorot.
+RELU_LIKE: frozenset[int] = frozenset(code for code, act in enumerate(REGISTRY) if act.relu_like)
+
+
+# ---------------------------------------------------------------- kernel templates
+# Compiled per (activation, dtype) by :func:`kernel_address`, with F / DF (the element
+# functions) and DTYPE bound as globals. C signature: (z or g, b or a, a or z, n rows,
+# ld = row length, c0, c1), arrays as data pointers of C-contiguous (n, ld) blocks.
+
+F = DF = None  # bound per compiled copy
+DTYPE = np.float64
+
+KERNEL_SIG = types.void(types.voidptr, types.voidptr, types.voidptr, types.intp, types.intp, types.intp, types.intp)
+
+
+def bias_act_kernel(zp, bp, ap, n, ld, c0, c1):
+    """z += b (row-broadcast), then a = f(z), in one pass, on columns c0:c1."""
+    z = carray(zp, (n, ld), DTYPE)
+    b = carray(bp, (ld,), DTYPE)
+    a = carray(ap, (n, ld), DTYPE)
     w = c1 - c0  # loops over row slices from 0: a start of c0 keeps Numba's negative-index
     bc = b[c0:c1]  # check on every access, which stops LLVM from vectorising
-    zero = z.dtype.type(0)
-    if act == IDENTITY:
-        for i in range(n):
-            zi = z[i, c0:c1]
-            ai = a[i, c0:c1]
-            for j in range(w):
-                v = zi[j] + bc[j]
-                zi[j] = v
-                ai[j] = v
-    elif act == RELU:
-        for i in range(n):
-            zi = z[i, c0:c1]
-            ai = a[i, c0:c1]
-            for j in range(w):
-                v = zi[j] + bc[j]
-                zi[j] = v
-                ai[j] = v if v > zero else zero
-    elif act == LEAKY_RELU:
-        slope = z.dtype.type(LEAKY_SLOPE)
-        for i in range(n):
-            zi = z[i, c0:c1]
-            ai = a[i, c0:c1]
-            for j in range(w):
-                v = zi[j] + bc[j]
-                zi[j] = v
-                ai[j] = v if v > zero else slope * v
-    elif act == SIGMOID and z.itemsize == 4:
-        # float32: vectorisable exp (float64 keeps libm's, for its accuracy), as for tanh
-        for i in range(n):
-            zi = z[i, c0:c1]
-            ai = a[i, c0:c1]
-            for j in range(w):
-                v = zi[j] + bc[j]
-                zi[j] = v
-                ai[j] = sigmoid_f32(v)
-    elif act == SILU and z.itemsize == 4:
-        for i in range(n):
-            zi = z[i, c0:c1]
-            ai = a[i, c0:c1]
-            for j in range(w):
-                v = zi[j] + bc[j]
-                zi[j] = v
-                ai[j] = v * sigmoid_f32(v)
-    elif act == ELU and z.itemsize == 4:
-        for i in range(n):
-            zi = z[i, c0:c1]
-            ai = a[i, c0:c1]
-            for j in range(w):
-                v = zi[j] + bc[j]
-                zi[j] = v
-                ai[j] = v if v > zero else expm1_neg_f32(v)
-    elif act == GELU and z.itemsize == 4:
-        for i in range(n):
-            zi = z[i, c0:c1]
-            ai = a[i, c0:c1]
-            for j in range(w):
-                v = zi[j] + bc[j]
-                zi[j] = v
-                ai[j] = gelu_f32(v)
-    elif act == SOFTPLUS and z.itemsize == 4:
-        for i in range(n):
-            zi = z[i, c0:c1]
-            ai = a[i, c0:c1]
-            for j in range(w):
-                v = zi[j] + bc[j]
-                zi[j] = v
-                ai[j] = softplus_f32(v)
-    elif act == TANH and z.itemsize == 4:
-        # float32: the vectorisable rational tanh (float64 keeps libm's, for its accuracy)
-        for i in range(n):
-            zi = z[i, c0:c1]
-            ai = a[i, c0:c1]
-            for j in range(w):
-                v = zi[j] + bc[j]
-                zi[j] = v
-                ai[j] = tanh_f32(v)
-    else:
-        for i in range(n):
-            zi = z[i, c0:c1]
-            ai = a[i, c0:c1]
-            for j in range(w):
-                v = zi[j] + bc[j]
-                zi[j] = v
-                ai[j] = _f(act, v)
-
-
-@njit(**SERIAL)
-def act_backward_cols_(g, a, z, act, c0, c1):
-    """g *= f'(z): turns dL/da into delta = dL/dz, in place, on columns ``c0:c1``.
-
-    Parameters
-    ----------
-    g : ndarray of shape (n, m)
-        dL/da on entry, delta = dL/dz on exit.
-    a : ndarray of shape (n, m)
-        The activation output ``f(z)``.
-    z : ndarray of shape (n, m)
-        The pre-activation; read only for codes in :data:`NEEDS_Z`, so any array (even
-        ``a``) may be passed for the others.
-    act : int
-    c0, c1 : int
-        The columns to work on; :func:`act_backward_` does them all.
-
-    Each activation whose derivative is arithmetic on ``a`` has its own loop, with
-    constants in the arrays' dtype, which LLVM vectorises (a select, not a branch, for the
-    piecewise ones); softplus, gelu and silu need ``exp``/``erf`` per element.
-    """
-    n = g.shape[0]
-    w = c1 - c0
-    zero = g.dtype.type(0)
-    one = g.dtype.type(1)
-    if act == IDENTITY:
-        return
-    if act == SIGMOID:
-        for i in range(n):
-            gi = g[i, c0:c1]
-            ai = a[i, c0:c1]
-            for j in range(w):
-                gi[j] *= ai[j] * (one - ai[j])
-    elif act == TANH:
-        for i in range(n):
-            gi = g[i, c0:c1]
-            ai = a[i, c0:c1]
-            for j in range(w):
-                gi[j] *= one - ai[j] * ai[j]
-    elif act == RELU:
-        for i in range(n):
-            gi = g[i, c0:c1]
-            ai = a[i, c0:c1]
-            for j in range(w):
-                gi[j] = gi[j] if ai[j] > zero else zero
-    elif act == LEAKY_RELU:
-        slope = g.dtype.type(LEAKY_SLOPE)
-        for i in range(n):
-            gi = g[i, c0:c1]
-            ai = a[i, c0:c1]
-            for j in range(w):
-                gi[j] *= one if ai[j] > zero else slope
-    elif act == ELU:
-        # for z <= 0, a = e^z - 1, so f'(z) = e^z = a + 1; a > 0 exactly when z > 0
-        for i in range(n):
-            gi = g[i, c0:c1]
-            ai = a[i, c0:c1]
-            for j in range(w):
-                gi[j] *= one if ai[j] > zero else ai[j] + one
-    elif act == SILU and g.itemsize == 4:
-        for i in range(n):
-            gi = g[i, c0:c1]
-            zi = z[i, c0:c1]
-            for j in range(w):
-                s = sigmoid_f32(zi[j])
-                gi[j] *= s * (1.0 + zi[j] * (1.0 - s))
-    elif act == GELU and g.itemsize == 4:
-        for i in range(n):
-            gi = g[i, c0:c1]
-            zi = z[i, c0:c1]
-            for j in range(w):
-                gi[j] *= gelu_grad_f32(zi[j])
-    elif act in (GELU, SILU):
-        for i in range(n):
-            gi = g[i, c0:c1]
-            ai = a[i, c0:c1]
-            zi = z[i, c0:c1]
-            for j in range(w):
-                gi[j] *= _df(act, ai[j], zi[j])
-    elif g.itemsize == 4:  # SOFTPLUS: f'(z) = 1 - e^-a, as in ``_df``
-        for i in range(n):
-            gi = g[i, c0:c1]
-            ai = a[i, c0:c1]
-            for j in range(w):
-                gi[j] *= -expm1_neg_f32(-ai[j])
-    else:  # SOFTPLUS
-        for i in range(n):
-            gi = g[i, c0:c1]
-            ai = a[i, c0:c1]
-            for j in range(w):
-                gi[j] *= _df(act, ai[j], ai[j])
-
-
-@njit(**INLINE)
-def bias_act_(z, b, act, a):
-    """z += b, then a = f(z), on every column: :func:`bias_act_cols_` over all of them."""
-    bias_act_cols_(z, b, act, a, np.int64(0), np.int64(z.shape[1]))
-
-
-@njit(**INLINE)
-def act_backward_(g, a, z, act):
-    """g *= f'(z) on every column: :func:`act_backward_cols_` over all of them."""
-    act_backward_cols_(g, a, z, act, np.int64(0), np.int64(g.shape[1]))
-
-
-@njit(**SERIAL)
-def activation_forward(z, act, a):
-    """a = f(z), element-wise, for arrays of any shape flattened to 2-D by the caller."""
-    n, m = z.shape
     for i in range(n):
-        for j in range(m):
-            a[i, j] = _f(act, z[i, j])
-    return a
+        zi = z[i, c0:c1]
+        ai = a[i, c0:c1]
+        for j in range(w):
+            v = zi[j] + bc[j]
+            zi[j] = v
+            ai[j] = F(v)
+
+
+def act_backward_kernel(gp, ap, zp, n, ld, c0, c1):
+    """g *= f'(z), from a = f(z) (and z where the activation needs it), on columns c0:c1."""
+    g = carray(gp, (n, ld), DTYPE)
+    a = carray(ap, (n, ld), DTYPE)
+    z = carray(zp, (n, ld), DTYPE)
+    w = c1 - c0
+    for i in range(n):
+        gi = g[i, c0:c1]
+        ai = a[i, c0:c1]
+        zi = z[i, c0:c1]
+        for j in range(w):
+            gi[j] *= DF(ai[j], zi[j])
+
+
+_kernels: dict[tuple, object] = {}
+_lock = threading.Lock()
+
+
+def kernel_address(template: Callable, code: int, dtype: object) -> int:
+    """Address of ``template`` (:func:`bias_act_kernel` or :func:`act_backward_kernel`)
+    compiled for activation ``code`` and float ``dtype``, on first use in a process (or
+    loaded from Numba's cache)."""
+    dt = np.dtype(dtype)
+    key = (template, code, dt)
+    compiled = _kernels.get(key)
+    if compiled is None:
+        with _lock:
+            compiled = _kernels.get(key)
+            if compiled is None:
+                act = REGISTRY[code]
+                f32 = dt == np.float32
+                glb = {
+                    "F": (act.f32 or act.f) if f32 else act.f,
+                    "DF": (act.df32 or act.df) if f32 else act.df,
+                    "DTYPE": dt.type,
+                }
+                copy = specialise(template, f"{act.name}_{dt.name}", glb)
+                compiled = cfunc(KERNEL_SIG, **SERIAL)(copy)
+                _kernels[key] = compiled
+    return compiled.address
+
+
+_addresses: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def addresses(codes: np.ndarray, dtype: object) -> tuple[np.ndarray, np.ndarray]:
+    """(forward, backward) kernel addresses (int64 arrays) for layers of activation
+    ``codes`` in ``dtype``: what the engine's ``fwd``/``bwd`` take. A backward address of
+    0 means f' = 1 (the pass is skipped). Valid in this process only: never store them."""
+    key = (tuple(int(c) for c in codes), np.dtype(dtype))
+    found = _addresses.get(key)
+    if found is None:
+        fwd = np.array([kernel_address(bias_act_kernel, c, dtype) for c in key[0]], dtype=np.int64)
+        bwd = np.array(
+            [0 if REGISTRY[c].constant_df else kernel_address(act_backward_kernel, c, dtype) for c in key[0]],
+            dtype=np.int64,
+        )  # fmt: skip
+        found = _addresses[key] = (fwd, bwd)
+    return found
+
+
+# ---------------------------------------------------------------- calls from compiled code
+
+
+@njit(**INLINE)
+def bias_act_cols_(z, b, fwd, a, c0, c1):
+    """z += b, then a = f(z), on columns ``c0:c1`` of the C-contiguous (n, m) blocks ``z``
+    and ``a``; ``fwd`` is the activation's forward kernel address (:func:`addresses`).
+    ``a`` must not alias ``z``."""
+    call_void(fwd, (z, b, a, z.shape[0], z.shape[1], c0, c1))
+
+
+@njit(**INLINE)
+def act_backward_cols_(g, a, z, bwd, c0, c1):
+    """g *= f'(z) on columns ``c0:c1``: turns dL/da into delta = dL/dz, in place; ``bwd``
+    is the backward kernel address (0: f' = 1, nothing to do). ``z`` is read only by
+    activations in :data:`NEEDS_Z`, so any array of the same shape (even ``a``) may be
+    passed for the others."""
+    if bwd != 0:
+        call_void(bwd, (g, a, z, g.shape[0], g.shape[1], c0, c1))
+
+
+@njit(**INLINE)
+def bias_act_(z, b, fwd, a):
+    """:func:`bias_act_cols_` on every column."""
+    bias_act_cols_(z, b, fwd, a, np.int64(0), np.int64(z.shape[1]))
+
+
+@njit(**INLINE)
+def act_backward_(g, a, z, bwd):
+    """:func:`act_backward_cols_` on every column."""
+    act_backward_cols_(g, a, z, bwd, np.int64(0), np.int64(g.shape[1]))
+
+
+def apply_forward(z: np.ndarray, b: np.ndarray, code: int, a: np.ndarray, c0: int = 0, c1: int = -1) -> None:
+    """From Python (tests, diagnostics): ``z += b; a = f(z)`` on columns ``c0:c1`` of the
+    C-contiguous 2-D arrays ``z`` and ``a`` (all columns by default)."""
+    c1 = z.shape[1] if c1 < 0 else c1
+    fwd = kernel_address(bias_act_kernel, code, z.dtype)
+    _call_cols(fwd, z, b, a, c0, c1)
+
+
+def apply_backward(g: np.ndarray, a: np.ndarray, z: np.ndarray, code: int, c0: int = 0, c1: int = -1) -> None:
+    """From Python: ``g *= f'(z)`` on columns ``c0:c1`` (all by default)."""
+    c1 = g.shape[1] if c1 < 0 else c1
+    if not REGISTRY[code].constant_df:
+        _call_cols(kernel_address(act_backward_kernel, code, g.dtype), g, a, z, c0, c1)
+
+
+@njit(**SERIAL)
+def _call_cols(addr, x, y, w, c0, c1):
+    call_void(addr, (x, y, w, x.shape[0], x.shape[1], np.int64(c0), np.int64(c1)))
 
 
 def activation_code(name: str) -> int:
@@ -496,11 +517,15 @@ def activation_code(name: str) -> int:
 __all__ = [
     "ACTIVATIONS",
     "NEEDS_Z",
+    "REGISTRY",
     "RELU_LIKE",
+    "Activation",
     "activation_code",
     "act_backward_",
     "act_backward_cols_",
+    "addresses",
+    "apply_backward",
+    "apply_forward",
     "bias_act_",
     "bias_act_cols_",
-    "activation_forward",
 ]

@@ -21,7 +21,9 @@ One training step, for layers 0 .. L-1 (L >= 2):
    output layer's gradient is done by rows in the first of these regions:
    ``dW_{L-1}[c, :] = a_{L-2}[:, c]^T delta_{L-1}``.
 
-Then ``engine.finish_step`` checks, clips and updates, as for the row split. Dropout masks
+Then ``engine.finish_step`` checks, clips and updates, as for the row split. Each region
+is a body run by ``launch.run_blocks``, as in ``engine.py``; all take the same
+``engine.TrainArgs`` record. Dropout masks
 are keyed by (row, unit), so both splits draw the same masks; results equal the row
 split's up to the order of floating-point sums (tested).
 """
@@ -29,144 +31,160 @@ split's up to the order of floating-point sums (tested).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, types
 
-from .._config import PARALLEL, SERIAL
+from .._config import INLINE, SERIAL
 from .activations import act_backward_, act_backward_cols_, bias_act_cols_
 from .blas import gemm
 from .dense import column_sums, dense_forward
 from .dropout import dropout_backward_, dropout_backward_cols_, dropout_forward_, dropout_forward_cols_, step_key
 from .engine import _region, _weights, batch_weight, finish_step, gather_rows_
-from .losses import CROSS_ENTROPY, loss_grad, metric_sums_
+from .launch import CTX, body_address, pack, run_blocks, unpack
+from .losses import CROSS_ENTROPY, GRAD, METRICS, call_loss
+from .optim import sum_sq_address, update_address
+
+#: Per-call scalars of the bodies here: first and end position of the batch in ``order``,
+#: the layer, the batch's total sample weight and its dropout key.
+COLS_STEP = types.Tuple((types.int64, types.int64, types.int64, types.float64, types.uint64))
+
+#: Positions of this split's bodies in the ``bodies`` address array, after
+#: ``engine.BLOCK``, ``SUM_SQ`` and ``UPDATE`` (the first unused here).
+GATHER, FORWARD_COLS, OUTPUT_ROWS, BACKWARD_COLS = range(3, 7)
 
 
-@njit(**SERIAL)
-def _gather_block_(t, nb, X, yi, yf, sw, rows, loss, drop, key, L, xb, ybi, ybf, wb):
-    B = rows.shape[0]
-    gather_rows_(X, yi, yf, sw, rows, t * B // nb, (t + 1) * B // nb, loss, drop, key, L, xb, ybi, ybf, wb)
+def gather_body(t, nb, ctx):
+    """Rows ``t*B//nb : (t+1)*B//nb`` of the batch into the batch buffers."""
+    (s, e, _, _, key), a = unpack(ctx, CTX)
+    rows = a.order[s:e]
+    B = e - s
+    L = a.fwd.shape[0]
+    gather_rows_(a.X, a.yi, a.yf, a.sw, rows, t * B // nb, (t + 1) * B // nb, a.loss, a.drop, key, L, a.xb, a.ybi,
+                 a.ybf, a.wb)  # fmt: skip
 
 
-@njit(**SERIAL)
-def _forward_cols_(t, nb, l, B, theta, sizes, acts, woff, boff, coff, R, xb, abuf, zbuf, drop, key):
+def forward_cols_body(t, nb, ctx):
     """Thread ``t``'s block of the output columns of hidden layer ``l``, all B rows."""
-    L = acts.shape[0]
+    (s, e, l, _, key), a = unpack(ctx, CTX)
+    B = e - s
+    sizes = a.sizes
+    R = a.xb.shape[0]
+    L = a.fwd.shape[0]
     n_out = sizes[l + 1]
     c0 = t * n_out // nb
     c1 = (t + 1) * n_out // nb
-    inp = xb[:B] if l == 0 else _region(abuf, R, coff, sizes, l - 1)[:B]
-    a = _region(abuf, R, coff, sizes, l)[:B]
-    z = _region(zbuf, R, coff, sizes, l)[:B]  # never a: see activations.bias_act_cols_
-    gemm(inp, False, _weights(theta, sizes, woff, l)[:, c0:c1], False, z[:, c0:c1])
-    bias_act_cols_(z, theta[boff[l] : boff[l] + n_out], acts[l], a, c0, c1)
-    if drop.shape[0] > 0 and drop[l + 1] > 0:
-        dropout_forward_cols_(a, np.int64(0), l + 1, L + 1, key, drop[l + 1], c0, c1)
+    inp = a.xb[:B] if l == 0 else _region(a.abuf, R, a.coff, sizes, l - 1)[:B]
+    out = _region(a.abuf, R, a.coff, sizes, l)[:B]
+    z = _region(a.zbuf, R, a.coff, sizes, l)[:B]  # never out: see activations.bias_act_cols_
+    gemm(inp, False, _weights(a.theta, sizes, a.woff, l)[:, c0:c1], False, z[:, c0:c1])
+    bias_act_cols_(z, a.theta[a.boff[l] : a.boff[l] + n_out], a.fwd[l], out, c0, c1)
+    if a.drop.shape[0] > 0 and a.drop[l + 1] > 0:
+        dropout_forward_cols_(out, np.int64(0), l + 1, L + 1, key, a.drop[l + 1], c0, c1)
 
 
-@njit(**SERIAL)
-def _output_rows_(
-    t, nb, B, wsum, theta, sizes, acts, woff, boff, coff, R, loss, drop, key, ybi, ybf, wb, weighted,
-    abuf, zbuf, gbuf, lpart, mpart,
-):  # fmt: skip
+def output_rows_body(t, nb, ctx):
     """Rows ``t*B//nb : (t+1)*B//nb``: the output layer, the metric sums, the loss and the
     output layer's delta (into ``gbuf``'s last region)."""
-    L = acts.shape[0]
+    (s, e, _, wsum, key), a = unpack(ctx, CTX)
+    B = e - s
+    sizes = a.sizes
+    R = a.xb.shape[0]
+    L = a.fwd.shape[0]
+    loss = a.loss
     l = L - 1
     k = sizes[L]
     r0 = t * B // nb
     r1 = (t + 1) * B // nb
     scale = 1.0 / wsum if loss == CROSS_ENTROPY else 1.0 / (wsum * k)
-    inp = _region(abuf, R, coff, sizes, l - 1)[r0:r1]
-    a = _region(abuf, R, coff, sizes, l)[r0:r1]
-    z = _region(zbuf, R, coff, sizes, l)[r0:r1]
-    g = _region(gbuf, R, coff, sizes, l)[r0:r1]
-    dense_forward(inp, _weights(theta, sizes, woff, l), theta[boff[l] : boff[l] + k], acts[l], z, a)
-    dropped = drop.shape[0] > 0 and drop[L] > 0
+    inp = _region(a.abuf, R, a.coff, sizes, l - 1)[r0:r1]
+    out = _region(a.abuf, R, a.coff, sizes, l)[r0:r1]
+    z = _region(a.zbuf, R, a.coff, sizes, l)[r0:r1]
+    g = _region(a.gbuf, R, a.coff, sizes, l)[r0:r1]
+    dense_forward(inp, _weights(a.theta, sizes, a.woff, l), a.theta[a.boff[l] : a.boff[l] + k], a.fwd[l], z, out)
+    dropped = a.drop.shape[0] > 0 and a.drop[L] > 0
     if dropped:
-        dropout_forward_(a, r0, L, L + 1, key, drop[L])
-    wblk = wb[r0:r1] if weighted else wb[:0]
-    if mpart.shape[0] > 0:
-        mpart[t, :] = 0.0
-        metric_sums_(a, ybi[r0:r1], ybf[r0:r1], wblk, loss, mpart[t])
-    lpart[t] = loss_grad(a, ybi[r0:r1], ybf[r0:r1], wblk, loss, scale, g)
+        dropout_forward_(out, r0, L, L + 1, key, a.drop[L])
+    wblk = a.wb[r0:r1] if a.sw.shape[0] > 0 else a.wb[:0]
+    if a.mpart.shape[0] > 0:
+        a.mpart[t, :] = 0.0
+        call_loss(a.lossk, out, a.ybi[r0:r1], a.ybf[r0:r1], wblk, a.mpart[t], 0.0, METRICS)
+    a.lpart[t] = call_loss(a.lossk, out, a.ybi[r0:r1], a.ybf[r0:r1], wblk, g, scale, GRAD)
     if dropped:
-        dropout_backward_(g, a, r0, L, L + 1, key, drop[L])
-    act_backward_(g, a, z, acts[l])
+        dropout_backward_(g, out, r0, L, L + 1, key, a.drop[L])
+    act_backward_(g, out, z, a.bwd[l])
 
 
-@njit(**SERIAL)
-def _backward_cols_(t, nb, l, B, theta, sizes, acts, woff, boff, coff, R, xb, abuf, zbuf, gbuf, dtheta, drop, key):
+def backward_cols_body(t, nb, ctx):
     """Thread ``t``'s block of the output columns of hidden layer ``l``: dL/da, delta,
     dW and db on those columns (see the module docstring)."""
-    L = acts.shape[0]
+    (s, e, l, _, key), a = unpack(ctx, CTX)
+    B = e - s
+    sizes = a.sizes
+    R = a.xb.shape[0]
+    L = a.fwd.shape[0]
+    dtheta = a.gpart[0]
     n_out = sizes[l + 1]
     c0 = t * n_out // nb
     c1 = (t + 1) * n_out // nb
-    dnext = _region(gbuf, R, coff, sizes, l + 1)[:B]
-    g = _region(gbuf, R, coff, sizes, l)[:B]
-    a = _region(abuf, R, coff, sizes, l)[:B]
-    z = _region(zbuf, R, coff, sizes, l)[:B]
-    gemm(dnext, False, _weights(theta, sizes, woff, l + 1)[c0:c1, :], True, g[:, c0:c1])
+    dnext = _region(a.gbuf, R, a.coff, sizes, l + 1)[:B]
+    g = _region(a.gbuf, R, a.coff, sizes, l)[:B]
+    out = _region(a.abuf, R, a.coff, sizes, l)[:B]
+    z = _region(a.zbuf, R, a.coff, sizes, l)[:B]
+    gemm(dnext, False, _weights(a.theta, sizes, a.woff, l + 1)[c0:c1, :], True, g[:, c0:c1])
     if l + 1 == L - 1:
-        # the output layer's gradient, rows c0:c1 of it; ``a`` is still its masked input
-        gemm(a[:, c0:c1], True, dnext, False, _weights(dtheta, sizes, woff, L - 1)[c0:c1, :])
+        # the output layer's gradient, rows c0:c1 of it; ``out`` is still its masked input
+        gemm(out[:, c0:c1], True, dnext, False, _weights(dtheta, sizes, a.woff, L - 1)[c0:c1, :])
         if t == 0:
-            column_sums(dnext, dtheta[boff[L - 1] : boff[L - 1] + sizes[L]])
-    if drop.shape[0] > 0 and drop[l + 1] > 0:
-        dropout_backward_cols_(g, a, np.int64(0), l + 1, L + 1, key, drop[l + 1], c0, c1)
-    act_backward_cols_(g, a, z, acts[l], c0, c1)
-    inp = xb[:B] if l == 0 else _region(abuf, R, coff, sizes, l - 1)[:B]
-    gemm(inp, True, g[:, c0:c1], False, _weights(dtheta, sizes, woff, l)[:, c0:c1])
-    column_sums(g, dtheta[boff[l] : boff[l] + n_out], c0, c1)
+            column_sums(dnext, dtheta[a.boff[L - 1] : a.boff[L - 1] + sizes[L]])
+    if a.drop.shape[0] > 0 and a.drop[l + 1] > 0:
+        dropout_backward_cols_(g, out, np.int64(0), l + 1, L + 1, key, a.drop[l + 1], c0, c1)
+    act_backward_cols_(g, out, z, a.bwd[l], c0, c1)
+    inp = a.xb[:B] if l == 0 else _region(a.abuf, R, a.coff, sizes, l - 1)[:B]
+    gemm(inp, True, g[:, c0:c1], False, _weights(dtheta, sizes, a.woff, l)[:, c0:c1])
+    column_sums(g, dtheta[a.boff[l] : a.boff[l] + n_out], c0, c1)
 
 
-@njit(**PARALLEL)
-def train_batches_cols(
-    X, yi, yf, sw, order, b0, b1, batch_size, n_threads, theta, sizes, acts, woff, boff, coff, loss,
-    drop, seed, opt, hyper, clipnorm, step, m, v, coef, n_decay, xb, ybi, ybf, wb, abuf, zbuf, gbuf,
-    gpart, lpart, mpart, sq, acc,
-):  # fmt: skip
+def train_bodies(a: object) -> np.ndarray:
+    """The ``bodies`` array of :func:`train_batches_cols` for the ``engine.TrainArgs`` record
+    ``a`` (the row split's block body is not used: 0)."""
+    return np.array(
+        [0, sum_sq_address(a.gpart, a.sq), update_address(a.opt, a.theta, a.gpart, a.m, a.v, a.coef, a.hyper)]
+        + [body_address(fn, COLS_STEP, a) for fn in (gather_body, forward_cols_body, output_rows_body,
+                                                      backward_cols_body)],
+        dtype=np.int64,
+    )  # fmt: skip
+
+
+@njit(**INLINE)
+def _region_of(body, n, s, e, l, wsum, key, a):
+    run_blocks(body, n, pack((np.int64(s), np.int64(e), np.int64(l), np.float64(wsum), key), COLS_STEP, a))
+
+
+@njit(**SERIAL)
+def train_batches_cols(a, b0, b1, step, bodies):
     """:func:`engine.train_batches` with the column split (module docstring), for networks
-    with at least one hidden layer. ``n_threads`` column blocks per hidden layer; the
-    gradient goes straight into ``gpart[0]``. Same arguments and result, less
-    ``min_rows``."""
-    N = order.shape[0]
-    L = acts.shape[0]
-    R = xb.shape[0]
-    k = sizes[L]
-    weighted = sw.shape[0] > 0
-    nb = n_threads
+    with at least one hidden layer. ``a.n_threads`` column blocks per hidden layer; the
+    gradient goes straight into ``gpart[0]``. Same arguments and result; ``bodies`` also
+    holds this module's (``GATHER`` .. ``BACKWARD_COLS``)."""
+    N = a.order.shape[0]
+    L = a.fwd.shape[0]
+    bs = a.batch_size
+    nb = a.n_threads
     for bi in range(b0, b1):
-        s = bi * batch_size
-        e = min(N, s + batch_size)
-        rows = order[s:e]
+        s = bi * bs
+        e = min(N, s + bs)
         B = e - s
-        wsum = batch_weight(sw, rows)
+        wsum = batch_weight(a.sw, a.order[s:e])
         if wsum == 0.0:
             continue  # every row has weight 0: nothing to learn, no step
         nr = min(nb, B)
-        key = step_key(seed, step + 1)
-        for t in prange(nr):
-            _gather_block_(np.int64(t), nr, X, yi, yf, sw, rows, loss, drop, key, L, xb, ybi, ybf, wb)
+        key = step_key(a.seed, step + 1)
+        _region_of(bodies[GATHER], nr, s, e, 0, wsum, key, a)
         for l in range(L - 1):
-            for t in prange(nb):
-                _forward_cols_(
-                    np.int64(t), nb, l, B, theta, sizes, acts, woff, boff, coff, R, xb, abuf, zbuf, drop, key
-                )  # fmt: skip
-        for t in prange(nr):
-            _output_rows_(
-                np.int64(t), nr, B, wsum, theta, sizes, acts, woff, boff, coff, R, loss, drop, key, ybi, ybf,
-                wb, weighted, abuf, zbuf, gbuf, lpart, mpart,
-            )  # fmt: skip
+            _region_of(bodies[FORWARD_COLS], nb, s, e, l, wsum, key, a)
+        _region_of(bodies[OUTPUT_ROWS], nr, s, e, L - 1, wsum, key, a)
         for l in range(L - 2, -1, -1):
-            for t in prange(nb):
-                _backward_cols_(
-                    np.int64(t), nb, l, B, theta, sizes, acts, woff, boff, coff, R, xb, abuf, zbuf, gbuf,
-                    gpart[0], drop, key,
-                )  # fmt: skip
-        ok, step = finish_step(
-            1, nr, wsum, loss, k, clipnorm, opt, hyper, step, theta, m, v, coef, n_decay, gpart, lpart,
-            mpart, sq, acc,
-        )  # fmt: skip
+            _region_of(bodies[BACKWARD_COLS], nb, s, e, l, wsum, key, a)
+        ok, step = finish_step(1, nr, wsum, step, a, bodies)
         if not ok:
             return step, bi
     return step, np.int64(-1)

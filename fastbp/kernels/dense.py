@@ -10,23 +10,20 @@ Shapes follow the math: ``x`` (n, n_in), ``w`` (n_in, n_out), ``b`` (n_out,),
 
 from __future__ import annotations
 
-import numpy as np
 from numba import njit
 
 from .._config import INLINE
 from .activations import act_backward_, bias_act_
+from .blas import gemm
 
 
 @njit(**INLINE)
-def dense_forward(x, w, b, act, z, a):
-    """z = x @ w + b, a = f(z): GEMM, then bias and activation fused in one pass.
-
-    ``a`` may alias ``z`` when the activation's derivative needs only its output (every
-    code not in ``activations.NEEDS_Z``), though the fused pass then runs unvectorised
-    (see ``activations.bias_act_cols_``); the engine passes separate buffers.
-    """
-    np.dot(x, w, z)
-    bias_act_(z, b, act, a)
+def dense_forward(x, w, b, fwd, z, a):
+    """z = x @ w + b, a = f(z): GEMM, then bias and activation fused in one pass; ``fwd``
+    is the activation's forward kernel (``activations.addresses``). ``a`` must not alias
+    ``z``."""
+    gemm(x, False, w, False, z)
+    bias_act_(z, b, fwd, a)
 
 
 @njit(**INLINE)
@@ -46,7 +43,7 @@ def column_sums(delta, out, c0=0, c1=-1):
 
 
 @njit(**INLINE)
-def dense_backward(x, w, a, z, act, g, dw, db, dx, need_dx):
+def dense_backward(x, w, a, z, bwd, g, dw, db, dx, need_dx):
     """Backward pass of one dense layer over a row block.
 
     delta = g * f'(z)       (fused, in place in ``g``)
@@ -61,7 +58,8 @@ def dense_backward(x, w, a, z, act, g, dw, db, dx, need_dx):
     w : ndarray of shape (n_in, n_out)
     a, z : ndarray of shape (n, n_out)
         The layer's output and pre-activation (``z`` may be ``a``, see ``act_backward_``).
-    act : int
+    bwd : int
+        The activation's backward kernel (``activations.addresses``; 0: f' = 1).
     g : ndarray of shape (n, n_out)
         dL/da on entry, delta = dL/dz on exit.
     dw : ndarray of shape (n_in, n_out)
@@ -70,8 +68,8 @@ def dense_backward(x, w, a, z, act, g, dw, db, dx, need_dx):
         dL/dx, written only if ``need_dx``.
     need_dx : bool
     """
-    act_backward_(g, a, z, act)
-    np.dot(x.T, g, dw)
+    act_backward_(g, a, z, bwd)
+    gemm(x, True, g, False, dw)
     column_sums(g, db)
     if need_dx:
-        np.dot(g, w.T, dx)
+        gemm(g, False, w, True, dx)

@@ -9,8 +9,11 @@ its gradient on its rows, and runs the backward pass, writing its own partial we
 gradients ``gpart[t]``. Rows are independent until the gradient sum, so a whole
 forward + backward pass is a single parallel region with no barrier inside. A second
 parallel region, the optimizer update, sums the partials in thread order and updates
-every parameter. Only one thread pool (Numba's) ever runs, so nothing spins against
-anything else; and the result depends on the thread count only through ``nb``.
+every parameter. Each region is a body run by ``launch.run_blocks`` (see ``launch.py``:
+bodies are compiled once each and called through their addresses, which keeps the
+compile short); the drivers here are serial loops over batches. Only one thread pool
+(Numba's) ever runs, so nothing spins against anything else; and the result depends on
+the thread count only through ``nb``.
 
 The network as data
 -------------------
@@ -19,18 +22,131 @@ All parameters are one flat array ``theta``: layer ``l``'s weights are
 biases ``theta[boff[l]:boff[l] + sizes[l+1]]``. Work buffers are flat too: layer ``l``'s
 (R, sizes[l+1]) region of a buffer with R rows starts at ``R * coff[l]``, where ``coff``
 is the running sum of layer widths. One signature per float dtype, whatever the depth.
+
+The arguments travel as named records: :class:`TrainArgs` for training (and for
+``loss_and_gradients``), :class:`ForwardArgs` for inference, :class:`LossArgs` for a loss
+over outputs. A body reads what it needs from the record by name.
 """
 
 from __future__ import annotations
 
-import numpy as np
-from numba import njit, prange
+from typing import NamedTuple
 
-from .._config import INLINE, PARALLEL, SERIAL
+import numpy as np
+from numba import njit, types
+
+from .._config import INLINE, SERIAL
 from .dense import dense_backward, dense_forward
 from .dropout import dropout_backward_, dropout_forward_, step_key
-from .losses import CROSS_ENTROPY, link_, loss_grad, loss_value, metric_sums_
-from .optim import optimizer_step_, scale_, sum_partials_sq
+from .launch import CTX, body_address, pack, run_blocks, unpack
+from .losses import CROSS_ENTROPY, GRAD, LINK, METRICS, VALUE, call_loss
+from .optim import optimizer_step_, scale_, sum_partials_sq, sum_sq_address, update_address
+
+
+class TrainArgs(NamedTuple):
+    """Everything a training segment reads or writes, by name (see :func:`train_batches`).
+
+    Data: ``X`` (N, n_in), ``yi`` int64 labels (cross-entropy) or empty, ``yf`` float
+    targets (other losses) or empty, ``sw`` float64 sample weights or empty, ``order`` the
+    epoch's row order. Batching: ``batch_size``, ``n_threads`` (row blocks or column blocks
+    the work is split into), ``min_rows`` (fewest rows a row block gets). The network:
+    ``theta``, ``sizes``, ``fwd``/``bwd`` (each layer's activation kernels, from
+    ``activations.addresses``), ``woff``, ``boff``, ``coff`` (module docstring),
+    ``loss`` code, ``drop`` (dropout rate per slot, or empty), ``seed`` (uint64, the
+    epoch's dropout seed). The optimizer: ``opt`` code, ``hyper`` (float64), ``clipnorm``
+    (0: none), state ``m``, ``v``, scratch ``coef``, ``n_decay`` (weights decayed). Work
+    buffers of R rows: ``xb``, ``ybi``, ``ybf``, ``wb`` (the gathered batch), ``abuf``,
+    ``zbuf``, ``gbuf`` (activations, pre-activations, gradients), ``gpart`` (partial
+    gradients), ``lpart`` (loss sums), ``mpart`` (metric sums, or empty), ``sq`` (squared
+    norm per chunk) and ``acc`` (float64: [0] loss sum, [1] weight, [2:5] metric sums).
+    """
+
+    X: np.ndarray
+    yi: np.ndarray
+    yf: np.ndarray
+    sw: np.ndarray
+    order: np.ndarray
+    batch_size: int
+    n_threads: int
+    min_rows: int
+    theta: np.ndarray
+    sizes: np.ndarray
+    fwd: np.ndarray
+    bwd: np.ndarray
+    woff: np.ndarray
+    boff: np.ndarray
+    coff: np.ndarray
+    loss: int
+    lossk: int
+    drop: np.ndarray
+    seed: np.uint64
+    opt: int
+    hyper: np.ndarray
+    clipnorm: float
+    m: np.ndarray
+    v: np.ndarray
+    coef: np.ndarray
+    n_decay: int
+    xb: np.ndarray
+    ybi: np.ndarray
+    ybf: np.ndarray
+    wb: np.ndarray
+    abuf: np.ndarray
+    zbuf: np.ndarray
+    gbuf: np.ndarray
+    gpart: np.ndarray
+    lpart: np.ndarray
+    mpart: np.ndarray
+    sq: np.ndarray
+    acc: np.ndarray
+
+
+class ForwardArgs(NamedTuple):
+    """What :func:`forward` reads and writes: input ``X``, the network (as in
+    :class:`TrainArgs`), rows per chunk ``chunk``, per-thread buffers ``abuf``/``zbuf``
+    (each thread ``chunk * coff[-1]`` elements), ``link`` (apply the loss's output link),
+    the ``loss`` code and the output ``out`` (N, k)."""
+
+    X: np.ndarray
+    theta: np.ndarray
+    sizes: np.ndarray
+    fwd: np.ndarray
+    bwd: np.ndarray
+    woff: np.ndarray
+    boff: np.ndarray
+    coff: np.ndarray
+    chunk: int
+    abuf: np.ndarray
+    zbuf: np.ndarray
+    link: bool
+    loss: int
+    lossk: int
+    out: np.ndarray
+
+
+class LossArgs(NamedTuple):
+    """What :func:`loss_sum` reads: outputs ``out`` (N, k), targets ``yi``/``yf`` and
+    sample weights ``sw`` (or empty) as in :class:`TrainArgs`, the ``loss`` code, and
+    ``lpart`` (float64, one loss sum per block)."""
+
+    out: np.ndarray
+    yi: np.ndarray
+    yf: np.ndarray
+    sw: np.ndarray
+    loss: int
+    lossk: int
+    lpart: np.ndarray
+
+
+#: Per-batch scalars of the row split's body: first and end position in ``order``, the
+#: batch's total sample weight and its dropout key.
+STEP = types.Tuple((types.int64, types.int64, types.float64, types.uint64))
+#: Bodies that need no per-call scalars.
+NO_SCALARS = types.Tuple(())
+
+#: Positions in the ``bodies`` address array of the training drivers (``model.py`` fills it
+#: with ``launch.addresses``; the column split's bodies follow these).
+BLOCK, SUM_SQ, UPDATE = range(3)
 
 
 @njit(**INLINE)
@@ -46,32 +162,32 @@ def _region(buf, R, coff, sizes, l):
 
 
 @njit(**SERIAL)
-def _forward_rows(x, r0, r1, theta, sizes, acts, woff, boff, coff, R, abuf, zbuf, drop, key):
+def _forward_rows(x, r0, r1, theta, sizes, fwd, bwd, woff, boff, coff, R, abuf, zbuf, drop, key):
     """Push rows r0:r1 of ``x`` through every layer into rows r0:r1 of the buffers.
 
     ``drop`` holds the dropout rate of each slot (slot ``l + 1`` is layer ``l``'s output),
     or is empty for inference; ``key`` seeds the masks (see ``dropout.py``).
     """
     inp = x[r0:r1]
-    L = acts.shape[0]
+    L = fwd.shape[0]
     for l in range(L):
         a = _region(abuf, R, coff, sizes, l)[r0:r1]
         z = _region(zbuf, R, coff, sizes, l)[r0:r1]  # never a: see activations.bias_act_cols_
         b = theta[boff[l] : boff[l] + sizes[l + 1]]
-        dense_forward(inp, _weights(theta, sizes, woff, l), b, acts[l], z, a)
+        dense_forward(inp, _weights(theta, sizes, woff, l), b, fwd[l], z, a)
         if drop.shape[0] > 0 and drop[l + 1] > 0:
             dropout_forward_(a, r0, l + 1, L + 1, key, drop[l + 1])
         inp = a
 
 
 @njit(**SERIAL)
-def _backward_rows(x, r0, r1, theta, sizes, acts, woff, boff, coff, R, abuf, zbuf, gbuf, dtheta, drop, key):
+def _backward_rows(x, r0, r1, theta, sizes, fwd, bwd, woff, boff, coff, R, abuf, zbuf, gbuf, dtheta, drop, key):
     """Backward pass over rows r0:r1; ``gbuf``'s last region holds dL/da of the output.
 
     Writes this block's gradient of every parameter into ``dtheta`` (laid out as theta).
     ``drop``/``key`` as in :func:`_forward_rows`: the masks are recomputed, not stored.
     """
-    L = acts.shape[0]
+    L = fwd.shape[0]
     for l in range(L - 1, -1, -1):
         a = _region(abuf, R, coff, sizes, l)[r0:r1]
         z = _region(zbuf, R, coff, sizes, l)[r0:r1]
@@ -87,7 +203,7 @@ def _backward_rows(x, r0, r1, theta, sizes, acts, woff, boff, coff, R, abuf, zbu
             _weights(theta, sizes, woff, l),
             a,
             z,
-            acts[l],
+            bwd[l],
             g,
             _weights(dtheta, sizes, woff, l),
             dtheta[boff[l] : boff[l] + n_out],
@@ -135,189 +251,221 @@ def batch_weight(sw, rows):
 
 
 @njit(**INLINE)
-def finish_step(
-    nparts, nl, wsum, loss, k, clipnorm, opt, hyper, step, theta, m, v, coef, n_decay, gpart, lpart,
-    mpart, sq, acc,
-):  # fmt: skip
+def finish_step(nparts, nl, wsum, step, a, bodies):
     """After a batch's gradients: sum the ``nparts`` partial gradients and their squared
     norm (``optim.sum_partials_sq``), check that the loss (``lpart[:nl]``) and the gradient
     are finite, clip the gradient to global norm ``clipnorm`` (when > 0), update the
     parameters and add the batch's loss, weight and metric sums (``mpart[:nl]``) to ``acc``.
-    Returns ``(ok, step)``; nothing is updated when not ok."""
+    ``a`` is the :class:`TrainArgs` record. Returns ``(ok, step)``; nothing is updated when
+    not ok."""
     lsum = 0.0
     for t in range(nl):
-        lsum += lpart[t]
-    gsq = sum_partials_sq(gpart, nparts, sq)
+        lsum += a.lpart[t]
+    gsq = sum_partials_sq(a.gpart, nparts, a.sq, bodies[SUM_SQ])
     if not (np.isfinite(lsum) and np.isfinite(gsq)):
         return False, step
-    if clipnorm > 0:
+    if a.clipnorm > 0:
         norm = np.sqrt(gsq)
-        if norm > clipnorm:
-            scale_(gpart[0], clipnorm / (norm + 1e-6))
+        if norm > a.clipnorm:
+            scale_(a.gpart[0], a.clipnorm / (norm + 1e-6))
     step += 1
-    optimizer_step_(theta, gpart, 1, n_decay, opt, hyper, step, m, v, coef)
-    acc[0] += lsum if loss == CROSS_ENTROPY else lsum / k
+    optimizer_step_(a.theta, a.gpart, 1, a.n_decay, a.opt, a.hyper, step, a.m, a.v, a.coef, bodies[UPDATE])
+    k = a.sizes[a.sizes.shape[0] - 1]
+    acc = a.acc
+    acc[0] += lsum if a.loss == CROSS_ENTROPY else lsum / k
     acc[1] += wsum
-    if mpart.shape[0] > 0:
+    if a.mpart.shape[0] > 0:
         for t in range(nl):
             for j in range(3):
-                acc[2 + j] += mpart[t, j]
+                acc[2 + j] += a.mpart[t, j]
     return True, step
 
 
-@njit(**SERIAL)
-def block_gradients_(
-    t, nb, X, yi, yf, sw, rows, wsum, theta, sizes, acts, woff, boff, coff, loss, drop, key,
-    xb, ybi, ybf, wb, abuf, zbuf, gbuf, gpart, lpart, mpart,
-):  # fmt: skip
-    """Block ``t`` of ``nb`` of the batch ``X[rows]``: forward + loss + backward (one thread).
+@njit(**INLINE)
+def block_gradients_(t, nb, s, e, wsum, key, a):
+    """Block ``t`` of ``nb`` of the batch ``X[order[s:e]]``: forward + loss + backward (one
+    thread); ``a`` is the :class:`TrainArgs` record.
 
     Gathers the block's rows (targets, sample weights) into ``xb``/``ybi``/``ybf``/``wb``,
     so shuffling never copies the data set, then writes the block's partial gradient into
     ``gpart[t]`` and its weighted loss sum into ``lpart[t]``. ``wsum`` is the batch's total
     sample weight (its row count when ``sw`` is empty). With a non-empty ``mpart`` the
     block's metric sums go to ``mpart[t]`` (see ``losses.metric_sums_``). Buffers have
-    R = ``xb.shape[0]`` >= len(rows) rows.
+    R = ``xb.shape[0]`` >= e - s rows.
     """
-    B = rows.shape[0]
-    R = xb.shape[0]
+    rows = a.order[s:e]
+    B = e - s
+    sizes = a.sizes
+    R = a.xb.shape[0]
     k = sizes[sizes.shape[0] - 1]
-    L = acts.shape[0]
+    L = a.fwd.shape[0]
+    loss = a.loss
     scale = 1.0 / wsum if loss == CROSS_ENTROPY else 1.0 / (wsum * k)
     r0 = t * B // nb
     r1 = (t + 1) * B // nb
-    weighted = sw.shape[0] > 0
-    gather_rows_(X, yi, yf, sw, rows, r0, r1, loss, drop, key, L, xb, ybi, ybf, wb)
-    _forward_rows(xb, r0, r1, theta, sizes, acts, woff, boff, coff, R, abuf, zbuf, drop, key)
-    out = _region(abuf, R, coff, sizes, L - 1)[r0:r1]
-    gout = _region(gbuf, R, coff, sizes, L - 1)[r0:r1]
-    wblk = wb[r0:r1] if weighted else wb[:0]
-    if mpart.shape[0] > 0:
-        mpart[t, :] = 0.0
-        metric_sums_(out, ybi[r0:r1], ybf[r0:r1], wblk, loss, mpart[t])
-    lpart[t] = loss_grad(out, ybi[r0:r1], ybf[r0:r1], wblk, loss, scale, gout)
-    _backward_rows(xb, r0, r1, theta, sizes, acts, woff, boff, coff, R, abuf, zbuf, gbuf, gpart[t], drop, key)
+    weighted = a.sw.shape[0] > 0
+    gather_rows_(a.X, a.yi, a.yf, a.sw, rows, r0, r1, loss, a.drop, key, L, a.xb, a.ybi, a.ybf, a.wb)
+    _forward_rows(a.xb, r0, r1, a.theta, sizes, a.fwd, a.bwd, a.woff, a.boff, a.coff, R, a.abuf, a.zbuf, a.drop, key)
+    out = _region(a.abuf, R, a.coff, sizes, L - 1)[r0:r1]
+    gout = _region(a.gbuf, R, a.coff, sizes, L - 1)[r0:r1]
+    wblk = a.wb[r0:r1] if weighted else a.wb[:0]
+    if a.mpart.shape[0] > 0:
+        a.mpart[t, :] = 0.0
+        call_loss(a.lossk, out, a.ybi[r0:r1], a.ybf[r0:r1], wblk, a.mpart[t], 0.0, METRICS)
+    a.lpart[t] = call_loss(a.lossk, out, a.ybi[r0:r1], a.ybf[r0:r1], wblk, gout, scale, GRAD)
+    _backward_rows(
+        a.xb, r0, r1, a.theta, sizes, a.fwd, a.bwd, a.woff, a.boff, a.coff, R, a.abuf, a.zbuf, a.gbuf, a.gpart[t],
+        a.drop, key,
+    )  # fmt: skip
 
 
-@njit(**PARALLEL)
-def batch_gradients(
-    X, yi, yf, sw, rows, wsum, theta, sizes, acts, woff, boff, coff, loss, drop, key, nb,
-    xb, ybi, ybf, wb, abuf, zbuf, gbuf, gpart, lpart, mpart,
-):  # fmt: skip
-    """Forward + loss + backward for the batch ``X[rows]``, split into ``nb`` row blocks,
-    one per thread (see :func:`block_gradients_`): the first parallel region of
-    :func:`train_batches` on its own, for ``loss_and_gradients``."""
-    for t in prange(nb):
-        # np.int64: the prange index is unsigned in the parallel body, which would compile a
-        # second specialisation of the helper
-        block_gradients_(
-            np.int64(t), nb, X, yi, yf, sw, rows, wsum, theta, sizes, acts, woff, boff, coff, loss, drop,
-            key, xb, ybi, ybf, wb, abuf, zbuf, gbuf, gpart, lpart, mpart,
-        )  # fmt: skip
+def block_body(t, nb, ctx):
+    """Body (``launch.py``) of the row split: :func:`block_gradients_` for block ``t``."""
+    (s, e, wsum, key), a = unpack(ctx, CTX)
+    block_gradients_(t, nb, s, e, wsum, key, a)
 
 
-@njit(**PARALLEL)
-def train_batches(
-    X, yi, yf, sw, order, b0, b1, batch_size, n_threads, min_rows, theta, sizes, acts, woff, boff,
-    coff, loss, drop, seed, opt, hyper, clipnorm, step, m, v, coef, n_decay, xb, ybi, ybf, wb, abuf,
-    zbuf, gbuf, gpart, lpart, mpart, sq, acc,
-):  # fmt: skip
-    """Batches ``b0 .. b1-1`` of an epoch over ``X[order]``, all in compiled code.
+def block_address(a: TrainArgs) -> int:
+    """The address of :func:`block_body` for records of ``a``'s type."""
+    return body_address(block_body, STEP, a)
 
-    Each batch: one parallel region (``prange`` over the row blocks, each running
-    :func:`block_gradients_`) for forward + loss + backward, one that sums the per-thread
-    partial gradients and their squared norm (``optim.sum_partials_sq``), a check that the
-    loss and the gradient are finite, the clipping of the gradient to global norm
-    ``clipnorm`` (when > 0), and the optimizer update. ``seed`` (uint64) seeds the epoch's
-    dropout masks.
+
+def train_bodies(a: TrainArgs) -> np.ndarray:
+    """The ``bodies`` array of :func:`train_batches` for the record ``a``."""
+    sum_sq = sum_sq_address(a.gpart, a.sq)
+    update = update_address(a.opt, a.theta, a.gpart, a.m, a.v, a.coef, a.hyper)
+    return np.array([block_address(a), sum_sq, update], dtype=np.int64)
+
+
+@njit(**SERIAL)
+def batch_gradients(a, wsum, nb, bodies):
+    """Forward + loss + backward for the batch ``X[order]`` of :class:`TrainArgs` ``a``,
+    split into ``nb`` row blocks (see :func:`block_gradients_`): the first parallel region
+    of :func:`train_batches` on its own, for ``loss_and_gradients``. No dropout."""
+    N = a.order.shape[0]
+    run_blocks(bodies[BLOCK], nb, pack((np.int64(0), np.int64(N), np.float64(wsum), np.uint64(0)), STEP, a))
+
+
+@njit(**SERIAL)
+def train_batches(a, b0, b1, step, bodies):
+    """Batches ``b0 .. b1-1`` of an epoch over ``X[order]``, all in compiled code; ``a`` is
+    the :class:`TrainArgs` record, ``step`` the optimizer's step count so far and
+    ``bodies`` the addresses of the bodies (``BLOCK``, ``SUM_SQ``, ``UPDATE``).
+
+    Each batch: one parallel region (the row blocks, each running
+    :func:`block_gradients_`) for forward + loss + backward, then :func:`finish_step`: the
+    sum of the per-thread partial gradients and their squared norm (a parallel region for
+    large networks), a check that the loss and the gradient are finite, the clipping of the
+    gradient to global norm ``clipnorm`` (when > 0), and the optimizer update (parallel for
+    large networks). ``seed`` (uint64) seeds the epoch's dropout masks.
 
     Adds to ``acc`` (float64): [0] weighted loss sum, [1] total weight, [2:5] metric sums
     (when ``mpart`` is non-empty). Returns ``(step, bad)``: the optimizer step count after
     the last update, and -1, or the index of the first batch whose loss or gradient was not
     finite. That batch is not applied, and training stops there, so the parameters and
     optimizer state are those after the last finite step.
-
-    The loop over batches is serial. The row-block ``prange`` sits here rather than in
-    :func:`batch_gradients`: one compiled level less (measured: the cold first ``fit`` about
-    4 s shorter, and small networks' epochs 14-24 % faster from the cheaper per-step call).
-    The update's ``prange`` stays in its own function: written inline here it made the
-    first compile about 6 s slower.
     """
-    N = order.shape[0]
-    k = sizes[sizes.shape[0] - 1]
+    N = a.order.shape[0]
+    bs = a.batch_size
     for bi in range(b0, b1):
-        s = bi * batch_size
-        e = min(N, s + batch_size)
-        rows = order[s:e]
-        B = e - s
-        wsum = batch_weight(sw, rows)
+        s = bi * bs
+        e = min(N, s + bs)
+        wsum = batch_weight(a.sw, a.order[s:e])
         if wsum == 0.0:
             continue  # every row has weight 0: nothing to learn, no step
-        nb = n_blocks(B, n_threads, min_rows)
-        key = step_key(seed, step + 1)
-        for t in prange(nb):
-            block_gradients_(
-                np.int64(t), nb, X, yi, yf, sw, rows, wsum, theta, sizes, acts, woff, boff, coff, loss, drop,
-                key, xb, ybi, ybf, wb, abuf, zbuf, gbuf, gpart, lpart, mpart,
-            )  # fmt: skip
-        ok, step = finish_step(
-            nb, nb, wsum, loss, k, clipnorm, opt, hyper, step, theta, m, v, coef, n_decay, gpart, lpart,
-            mpart, sq, acc,
-        )  # fmt: skip
+        nb = n_blocks(e - s, a.n_threads, a.min_rows)
+        key = step_key(a.seed, step + 1)
+        run_blocks(bodies[BLOCK], nb, pack((np.int64(s), np.int64(e), np.float64(wsum), key), STEP, a))
+        ok, step = finish_step(nb, nb, wsum, step, a, bodies)
         if not ok:
             return step, bi
     return step, np.int64(-1)
 
 
-@njit(**PARALLEL)
-def forward(X, theta, sizes, acts, woff, boff, coff, nb, chunk, abuf, zbuf, link, loss, out):
-    """Network output for every row of ``X``, in row chunks, ``nb`` threads.
+@njit(**INLINE)
+def _forward_block(t, nb, f):
+    """Thread ``t``'s rows of :func:`forward`, in chunks; ``f`` is the :class:`ForwardArgs`."""
+    X = f.X
+    sizes = f.sizes
+    coff = f.coff
+    chunk = f.chunk
+    N = X.shape[0]
+    L = f.fwd.shape[0]
+    C = coff[L]
+    nodrop = np.zeros(0)
+    key = np.uint64(0)
+    r0 = t * N // nb
+    r1 = (t + 1) * N // nb
+    at = f.abuf[t * chunk * C : (t + 1) * chunk * C]
+    zt = f.zbuf[t * chunk * C : (t + 1) * chunk * C]
+    k = sizes[L]
+    base = chunk * coff[L - 1]
+    for s in range(r0, r1, chunk):
+        e = min(r1, s + chunk)
+        # np.int64(0), not 0: a literal argument would compile a second specialisation
+        _forward_rows(X[s:e], np.int64(0), e - s, f.theta, sizes, f.fwd, f.bwd, f.woff, f.boff, coff, chunk, at, zt,
+                      nodrop, key)  # fmt: skip
+        o = f.out[s:e]
+        # copy the last layer's rows (element loops: an array slice assignment would
+        # compile Numba's shape-mismatch error formatting, seconds of cold compile)
+        for i in range(e - s):
+            for j in range(k):
+                o[i, j] = at[base + i * k + j]
+        if f.link:
+            call_loss(f.lossk, o, o[:0], o[:0], o[:0], o, 0.0, LINK)
+
+
+def forward_body(t, nb, ctx):
+    """Body (``launch.py``) of :func:`forward`."""
+    _, f = unpack(ctx, CTX)
+    _forward_block(t, nb, f)
+
+
+def forward_address(f: ForwardArgs) -> int:
+    """The address of :func:`forward_body` for records of ``f``'s type."""
+    return body_address(forward_body, NO_SCALARS, f)
+
+
+@njit(**SERIAL)
+def forward(f, nb, body):
+    """Network output for every row of ``f.X`` (:class:`ForwardArgs`) into ``f.out``, in
+    row chunks, ``nb`` threads; ``body`` is :func:`forward_body`'s address.
 
     Thread ``t`` owns rows ``t*N//nb : (t+1)*N//nb`` and works through them ``chunk`` rows
     at a time in its own slice of ``abuf``/``zbuf`` (each ``chunk * coff[-1]`` long), so
     memory stays bounded whatever N is. With ``link`` true the loss's output link
     (softmax / sigmoid) is applied, giving what ``predict`` returns.
     """
-    N = X.shape[0]
-    L = acts.shape[0]
-    C = coff[L]
-    nodrop = np.zeros(0)
-    key = np.uint64(0)
-    for t in prange(nb):
-        r0 = t * N // nb
-        r1 = (t + 1) * N // nb
-        at = abuf[t * chunk * C : (t + 1) * chunk * C]
-        zt = zbuf[t * chunk * C : (t + 1) * chunk * C]
-        for s in range(r0, r1, chunk):
-            e = min(r1, s + chunk)
-            # np.int64(0), not 0: a literal argument would compile a second specialisation
-            _forward_rows(X[s:e], np.int64(0), e - s, theta, sizes, acts, woff, boff, coff, chunk, at, zt, nodrop, key)
-            o = out[s:e]
-            # copy the last layer's rows (element loops: an array slice assignment would
-            # compile Numba's shape-mismatch error formatting, seconds of cold compile)
-            k = sizes[L]
-            base = chunk * coff[L - 1]
-            for i in range(e - s):
-                for j in range(k):
-                    o[i, j] = at[base + i * k + j]
-            if link:
-                link_(o, loss)
+    run_blocks(body, nb, pack((), NO_SCALARS, f))
 
 
-@njit(**PARALLEL)
-def loss_sum(out, yi, yf, sw, loss, nb, lpart):
-    """Weighted sum of per-sample (cross-entropy) or per-element losses of ``out``, ``nb``
-    blocks; ``sw`` holds sample weights, or is empty (weight 1)."""
+def loss_body(t, nb, ctx):
+    """Body (``launch.py``) of :func:`loss_sum`: block ``t``'s loss sum into ``lpart[t]``."""
+    _, la = unpack(ctx, CTX)
+    out = la.out
     N = out.shape[0]
-    for t in prange(nb):
-        r0 = t * N // nb
-        r1 = (t + 1) * N // nb
-        swt = sw[r0:r1] if sw.shape[0] > 0 else sw
-        if loss == CROSS_ENTROPY:
-            lpart[t] = loss_value(out[r0:r1], yi[r0:r1], yf, swt, loss)
-        else:
-            lpart[t] = loss_value(out[r0:r1], yi, yf[r0:r1], swt, loss)
+    r0 = t * N // nb
+    r1 = (t + 1) * N // nb
+    sw = la.sw
+    swt = sw[r0:r1] if sw.shape[0] > 0 else sw
+    if la.loss == CROSS_ENTROPY:
+        la.lpart[t] = call_loss(la.lossk, out[r0:r1], la.yi[r0:r1], la.yf, swt, out[:0], 0.0, VALUE)
+    else:
+        la.lpart[t] = call_loss(la.lossk, out[r0:r1], la.yi, la.yf[r0:r1], swt, out[:0], 0.0, VALUE)
+
+
+def loss_address(la: LossArgs) -> int:
+    """The address of :func:`loss_body` for records of ``la``'s type."""
+    return body_address(loss_body, NO_SCALARS, la)
+
+
+@njit(**SERIAL)
+def loss_sum(la, nb, body):
+    """Weighted sum of per-sample (cross-entropy) or per-element losses of ``la.out``
+    (:class:`LossArgs`), ``nb`` blocks; ``sw`` holds sample weights, or is empty (weight
+    1); ``body`` is :func:`loss_body`'s address."""
+    run_blocks(body, nb, pack((), NO_SCALARS, la))
     total = 0.0
     for t in range(nb):
-        total += lpart[t]
+        total += la.lpart[t]
     return total

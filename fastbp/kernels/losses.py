@@ -28,27 +28,28 @@ Kernels return the *sum* of per-element losses over their block (the caller divi
 the count, so row blocks can be summed), and take the normaliser ``scale`` for the
 gradient. Integer labels (cross-entropy) arrive in ``yi``, float targets in ``yf``; the
 unused one is an empty array, so each float dtype has a single compiled signature.
+
+Each loss is one :class:`Loss` entry of :data:`REGISTRY`: its name and its four functions
+(gradient, value, metric sums, link), written side by side below. One kernel per (loss,
+dtype) is compiled from them on first use (:func:`loss_address`) and called through its
+address by the engine (``launch.py``), so a network compiles only its own loss.
+:func:`loss_grad`, :func:`loss_value`, :func:`metric_sums_` and :func:`link_` call it from
+Python (tests, diagnostics, validation metrics).
 """
 
 from __future__ import annotations
 
 import math
+import threading
+from collections.abc import Callable
+from typing import NamedTuple
 
-from numba import njit
+import numpy as np
+from numba import carray, cfunc, njit, types
 
 from .._config import INLINE, SERIAL
 from .activations import sigmoid, softplus
-
-CROSS_ENTROPY, BINARY_CROSS_ENTROPY, MSE, HUBER, POISSON = range(5)
-
-#: Public name -> integer code.
-LOSSES: dict[str, int] = {
-    "cross_entropy": CROSS_ENTROPY,
-    "binary_cross_entropy": BINARY_CROSS_ENTROPY,
-    "mse": MSE,
-    "huber": HUBER,
-    "poisson": POISSON,
-}
+from .launch import call_f64, specialise
 
 HUBER_DELTA = 1.0
 #: Poisson log-rates are clipped at this value (rates up to e^50, about 5e21) in the link,
@@ -82,9 +83,347 @@ def _row_weight(sw, i):
     return sw[i] if sw.shape[0] > 0 else 1.0
 
 
+@njit(**INLINE)
+def _add_errors(acc, w, p, t, hit):
+    """acc += w * (hit, |p - t|, (p - t)^2) for one element."""
+    acc[0] += w * hit
+    acc[1] += w * abs(p - t)
+    acc[2] += w * (p - t) * (p - t)
+
+
+@njit(**INLINE)
+def _no_link(a):
+    return
+
+
+# ---------------------------------------------------------------- cross-entropy (softmax)
+
+
+@njit(**INLINE)
+def _ce_grad(a, yi, yf, sw, scale, g):
+    total = 0.0
+    for i in range(a.shape[0]):
+        w = _row_weight(sw, i)
+        c = yi[i]
+        zc = a[i, c]  # read before g (which may alias a) is overwritten
+        total += w * (_softmax_row(a, i, g) - zc)
+        # g[i] now holds softmax(a[i]): subtract the one-hot and scale
+        s = w * scale
+        for j in range(a.shape[1]):
+            g[i, j] *= s
+        g[i, c] -= s
+    return total
+
+
+@njit(**INLINE)
+def _ce_value(a, yi, yf, sw):
+    n, k = a.shape
+    total = 0.0
+    for i in range(n):
+        mx = a[i, 0]
+        for j in range(1, k):
+            if a[i, j] > mx:
+                mx = a[i, j]
+        s = 0.0
+        for j in range(k):
+            s += math.exp(a[i, j] - mx)
+        total += _row_weight(sw, i) * (math.log(s) + mx - a[i, yi[i]])
+    return total
+
+
+@njit(**INLINE)
+def _ce_metrics(a, yi, yf, sw, acc):
+    n, k = a.shape
+    for i in range(n):
+        w = _row_weight(sw, i)
+        mx = a[i, 0]
+        best = 0
+        for j in range(1, k):
+            if a[i, j] > mx:
+                mx = a[i, j]
+                best = j
+        s = 0.0
+        for j in range(k):
+            s += math.exp(a[i, j] - mx)
+        for j in range(k):
+            _add_errors(acc, w, math.exp(a[i, j] - mx) / s, 1.0 if j == yi[i] else 0.0, 0.0)
+        acc[0] += w * (1.0 if best == yi[i] else 0.0)
+
+
+@njit(**INLINE)
+def _ce_link(a):
+    for i in range(a.shape[0]):
+        _softmax_row(a, i, a)
+
+
+# ---------------------------------------------------------------- binary cross-entropy (sigmoid)
+
+
+@njit(**INLINE)
+def _bce_grad(a, yi, yf, sw, scale, g):
+    total = 0.0
+    for i in range(a.shape[0]):
+        w = _row_weight(sw, i)
+        s = w * scale
+        for j in range(a.shape[1]):
+            x = a[i, j]
+            t = yf[i, j]
+            # -[t log s(x) + (1-t) log(1-s(x))] = softplus(x) - t x, stable for any x
+            total += w * (softplus(x) - t * x)
+            g[i, j] = (sigmoid(x) - t) * s
+    return total
+
+
+@njit(**INLINE)
+def _bce_value(a, yi, yf, sw):
+    total = 0.0
+    for i in range(a.shape[0]):
+        row = 0.0
+        for j in range(a.shape[1]):
+            row += softplus(a[i, j]) - yf[i, j] * a[i, j]
+        total += _row_weight(sw, i) * row
+    return total
+
+
+@njit(**INLINE)
+def _bce_metrics(a, yi, yf, sw, acc):
+    for i in range(a.shape[0]):
+        w = _row_weight(sw, i)
+        for j in range(a.shape[1]):
+            p = sigmoid(a[i, j])
+            t = yf[i, j]
+            _add_errors(acc, w, p, t, 1.0 if (p > 0.5) == (t > 0.5) else 0.0)
+
+
+@njit(**INLINE)
+def _bce_link(a):
+    for i in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            a[i, j] = sigmoid(a[i, j])
+
+
+# ---------------------------------------------------------------- mse and huber (identity link)
+
+
+@njit(**INLINE)
+def _mse_grad(a, yi, yf, sw, scale, g):
+    total = 0.0
+    for i in range(a.shape[0]):
+        w = _row_weight(sw, i)
+        s = 2.0 * w * scale
+        for j in range(a.shape[1]):
+            r = a[i, j] - yf[i, j]
+            total += w * r * r
+            g[i, j] = r * s
+    return total
+
+
+@njit(**INLINE)
+def _mse_value(a, yi, yf, sw):
+    total = 0.0
+    for i in range(a.shape[0]):
+        row = 0.0
+        for j in range(a.shape[1]):
+            r = a[i, j] - yf[i, j]
+            row += r * r
+        total += _row_weight(sw, i) * row
+    return total
+
+
+@njit(**INLINE)
+def _identity_metrics(a, yi, yf, sw, acc):
+    for i in range(a.shape[0]):
+        w = _row_weight(sw, i)
+        for j in range(a.shape[1]):
+            _add_errors(acc, w, a[i, j], yf[i, j], 0.0)
+
+
+@njit(**INLINE)
+def _huber_grad(a, yi, yf, sw, scale, g):
+    total = 0.0
+    for i in range(a.shape[0]):
+        w = _row_weight(sw, i)
+        s = w * scale
+        for j in range(a.shape[1]):
+            r = a[i, j] - yf[i, j]
+            if abs(r) <= HUBER_DELTA:
+                total += w * 0.5 * r * r
+                g[i, j] = r * s
+            else:
+                total += w * HUBER_DELTA * (abs(r) - 0.5 * HUBER_DELTA)
+                g[i, j] = (HUBER_DELTA if r > 0 else -HUBER_DELTA) * s
+    return total
+
+
+@njit(**INLINE)
+def _huber_value(a, yi, yf, sw):
+    total = 0.0
+    for i in range(a.shape[0]):
+        row = 0.0
+        for j in range(a.shape[1]):
+            r = abs(a[i, j] - yf[i, j])
+            if r <= HUBER_DELTA:
+                row += 0.5 * r * r
+            else:
+                row += HUBER_DELTA * (r - 0.5 * HUBER_DELTA)
+        total += _row_weight(sw, i) * row
+    return total
+
+
+# ---------------------------------------------------------------- poisson (log link)
+
+
+@njit(**INLINE)
+def _poisson_grad(a, yi, yf, sw, scale, g):
+    total = 0.0
+    for i in range(a.shape[0]):
+        w = _row_weight(sw, i)
+        s = w * scale
+        for j in range(a.shape[1]):
+            x = a[i, j]
+            e = math.exp(min(x, POISSON_MAX_LOG))
+            total += w * (e - yf[i, j] * x)
+            g[i, j] = (e - yf[i, j]) * s
+    return total
+
+
+@njit(**INLINE)
+def _poisson_value(a, yi, yf, sw):
+    total = 0.0
+    for i in range(a.shape[0]):
+        row = 0.0
+        for j in range(a.shape[1]):
+            row += math.exp(min(a[i, j], POISSON_MAX_LOG)) - yf[i, j] * a[i, j]
+        total += _row_weight(sw, i) * row
+    return total
+
+
+@njit(**INLINE)
+def _poisson_metrics(a, yi, yf, sw, acc):
+    for i in range(a.shape[0]):
+        w = _row_weight(sw, i)
+        for j in range(a.shape[1]):
+            _add_errors(acc, w, math.exp(min(a[i, j], POISSON_MAX_LOG)), yf[i, j], 0.0)
+
+
+@njit(**INLINE)
+def _poisson_link(a):
+    for i in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            a[i, j] = math.exp(min(a[i, j], POISSON_MAX_LOG))
+
+
+# ---------------------------------------------------------------- the registry
+
+
+class Loss(NamedTuple):
+    """One loss: its public name and four ``@njit(inline="always")`` functions over a
+    block of rows (``sw`` empty: weight 1).
+
+    ``grad(a, yi, yf, sw, scale, g)`` writes dL/da (times ``scale``) into ``g`` (which
+    may alias ``a``) and returns the weighted loss sum; ``value(a, yi, yf, sw)`` returns
+    that sum alone; ``metrics(a, yi, yf, sw, acc)`` adds the weighted sums of correct
+    predictions, absolute and squared errors after the link to ``acc`` (float64, 3); see
+    :func:`metric_sums_`; ``link(a)`` applies the output link in place.
+    """
+
+    name: str
+    grad: Callable
+    value: Callable
+    metrics: Callable
+    link: Callable
+
+
+#: Every loss, in code order.
+REGISTRY: tuple[Loss, ...] = (
+    Loss("cross_entropy", _ce_grad, _ce_value, _ce_metrics, _ce_link),
+    Loss("binary_cross_entropy", _bce_grad, _bce_value, _bce_metrics, _bce_link),
+    Loss("mse", _mse_grad, _mse_value, _identity_metrics, _no_link),
+    Loss("huber", _huber_grad, _huber_value, _identity_metrics, _no_link),
+    Loss("poisson", _poisson_grad, _poisson_value, _poisson_metrics, _poisson_link),
+)
+
+#: Public name -> integer code (the index in :data:`REGISTRY`).
+LOSSES: dict[str, int] = {loss.name: code for code, loss in enumerate(REGISTRY)}
+
+CROSS_ENTROPY, BINARY_CROSS_ENTROPY, MSE, HUBER, POISSON = (LOSSES[loss.name] for loss in REGISTRY)
+
+# ---------------------------------------------------------------- the kernel
+
+GRAD, VALUE, METRICS, LINK = range(4)  # what a call of the kernel does
+
+LOSS_SIG = types.float64(
+    types.voidptr, types.voidptr, types.voidptr, types.voidptr, types.voidptr, types.intp, types.intp, types.intp,
+    types.intp, types.intp, types.float64, types.intp,
+)  # fmt: skip
+
+F_GRAD = F_VALUE = F_METRICS = F_LINK = None  # bound per compiled copy of loss_kernel
+DTYPE = np.float64
+
+
+def loss_kernel(ap, yip, yfp, swp, outp, n, k, nyi, nyf, nsw, scale, mode):
+    """One loss's four functions behind one C entry point: ``mode`` picks :data:`GRAD`
+    (``out`` is g), :data:`VALUE`, :data:`METRICS` (``out`` is acc, float64) or
+    :data:`LINK` (in place on ``a``). Arrays: ``a`` (n, k), ``yi`` (nyi,), ``yf`` (nyf, k),
+    ``sw`` (nsw,) float64."""
+    a = carray(ap, (n, k), DTYPE)
+    yi = carray(yip, (nyi,), np.int64)
+    yf = carray(yfp, (nyf, k), DTYPE)
+    sw = carray(swp, (nsw,), np.float64)
+    if mode == GRAD:
+        return F_GRAD(a, yi, yf, sw, scale, carray(outp, (n, k), DTYPE))
+    if mode == VALUE:
+        return F_VALUE(a, yi, yf, sw)
+    if mode == METRICS:
+        F_METRICS(a, yi, yf, sw, carray(outp, (3,), np.float64))
+    else:
+        F_LINK(a)
+    return 0.0
+
+
+_kernels: dict[tuple, object] = {}
+_lock = threading.Lock()
+
+
+def loss_address(code: int, dtype: object) -> int:
+    """Address of :func:`loss_kernel` for loss ``code`` and float ``dtype`` (compiled, or
+    loaded from Numba's cache, on first use in a process; valid in this process only)."""
+    dt = np.dtype(dtype)
+    key = (int(code), dt)
+    compiled = _kernels.get(key)
+    if compiled is None:
+        with _lock:
+            compiled = _kernels.get(key)
+            if compiled is None:
+                loss = REGISTRY[code]
+                glb = {"F_GRAD": loss.grad, "F_VALUE": loss.value, "F_METRICS": loss.metrics,
+                       "F_LINK": loss.link, "DTYPE": dt.type}  # fmt: skip
+                compiled = cfunc(LOSS_SIG, **SERIAL)(specialise(loss_kernel, f"{loss.name}_{dt.name}", glb))
+                _kernels[key] = compiled
+    return compiled.address
+
+
+@njit(**INLINE)
+def call_loss(lossk, a, yi, yf, sw, out, scale, mode):
+    """Call the loss kernel ``lossk`` (:func:`loss_address`) from compiled code; every array
+    C-contiguous (``out``: g for :data:`GRAD`, acc for :data:`METRICS`, else anything)."""
+    return call_f64(
+        lossk, (a, yi, yf, sw, out, a.shape[0], a.shape[1], yi.shape[0], yf.shape[0], sw.shape[0], scale, mode)
+    )  # fmt: skip
+
+
 @njit(**SERIAL)
-def loss_grad(a, yi, yf, sw, loss, scale, g):
-    """Loss sum over the block and g = dL/da, in one pass.
+def _call_loss_py(lossk, a, yi, yf, sw, out, scale, mode):
+    return call_loss(lossk, a, yi, yf, sw, out, scale, np.int64(mode))
+
+
+def _c(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x)
+
+
+def loss_grad(a: np.ndarray, yi: np.ndarray, yf: np.ndarray, sw: np.ndarray, loss: int, scale: float,
+              g: np.ndarray) -> float:  # fmt: skip
+    """Loss sum over the block and g = dL/da, in one pass (from Python).
 
     Parameters
     ----------
@@ -102,112 +441,28 @@ def loss_grad(a, yi, yf, sw, loss, scale, g):
         Gradient normaliser: ``1/W`` for cross-entropy, ``1/(W k)`` for the rest, with W
         the total weight of the whole batch (its row count when unweighted), not just
         this block's.
-    g : ndarray of shape (n, k)
-        Written with dL/da. May alias ``a``.
+    g : C-contiguous ndarray of shape (n, k)
+        Written with dL/da. May be ``a``.
 
     Returns
     -------
     float
         Weighted sum of the per-sample (cross-entropy) or per-element losses over the block.
     """
-    n, k = a.shape
-    total = 0.0
-    if loss == CROSS_ENTROPY:
-        for i in range(n):
-            w = _row_weight(sw, i)
-            c = yi[i]
-            zc = a[i, c]  # read before g (which may alias a) is overwritten
-            total += w * (_softmax_row(a, i, g) - zc)
-            # g[i] now holds softmax(a[i]): subtract the one-hot and scale
-            s = w * scale
-            for j in range(k):
-                g[i, j] *= s
-            g[i, c] -= s
-    elif loss == BINARY_CROSS_ENTROPY:
-        for i in range(n):
-            w = _row_weight(sw, i)
-            s = w * scale
-            for j in range(k):
-                x = a[i, j]
-                t = yf[i, j]
-                # -[t log s(x) + (1-t) log(1-s(x))] = softplus(x) - t x, stable for any x
-                total += w * (softplus(x) - t * x)
-                g[i, j] = (sigmoid(x) - t) * s
-    elif loss == MSE:
-        for i in range(n):
-            w = _row_weight(sw, i)
-            s = 2.0 * w * scale
-            for j in range(k):
-                r = a[i, j] - yf[i, j]
-                total += w * r * r
-                g[i, j] = r * s
-    elif loss == HUBER:
-        for i in range(n):
-            w = _row_weight(sw, i)
-            s = w * scale
-            for j in range(k):
-                r = a[i, j] - yf[i, j]
-                if abs(r) <= HUBER_DELTA:
-                    total += w * 0.5 * r * r
-                    g[i, j] = r * s
-                else:
-                    total += w * HUBER_DELTA * (abs(r) - 0.5 * HUBER_DELTA)
-                    g[i, j] = (HUBER_DELTA if r > 0 else -HUBER_DELTA) * s
-    else:  # POISSON: log link, mean of exp(a) - y a
-        for i in range(n):
-            w = _row_weight(sw, i)
-            s = w * scale
-            for j in range(k):
-                x = a[i, j]
-                e = math.exp(min(x, POISSON_MAX_LOG))
-                total += w * (e - yf[i, j] * x)
-                g[i, j] = (e - yf[i, j]) * s
-    return total
+    yf = yf.reshape(-1, a.shape[1]) if yf.size == 0 else yf
+    return _call_loss_py(loss_address(loss, a.dtype), _c(a), _c(yi), _c(yf), _c(sw).astype(np.float64, copy=False),
+                         g, float(scale), GRAD)  # fmt: skip
 
 
-@njit(**SERIAL)
-def loss_value(a, yi, yf, sw, loss):
+def loss_value(a: np.ndarray, yi: np.ndarray, yf: np.ndarray, sw: np.ndarray, loss: int) -> float:
     """Weighted sum of per-sample (cross-entropy) or per-element losses; no gradient.
-
-    ``sw`` as in :func:`loss_grad` (empty: unweighted).
-    """
-    n, k = a.shape
-    total = 0.0
-    for i in range(n):
-        w = _row_weight(sw, i)
-        row = 0.0
-        if loss == CROSS_ENTROPY:
-            mx = a[i, 0]
-            for j in range(1, k):
-                if a[i, j] > mx:
-                    mx = a[i, j]
-            s = 0.0
-            for j in range(k):
-                s += math.exp(a[i, j] - mx)
-            row = math.log(s) + mx - a[i, yi[i]]
-        elif loss == BINARY_CROSS_ENTROPY:
-            for j in range(k):
-                row += softplus(a[i, j]) - yf[i, j] * a[i, j]
-        elif loss == MSE:
-            for j in range(k):
-                r = a[i, j] - yf[i, j]
-                row += r * r
-        elif loss == HUBER:
-            for j in range(k):
-                r = abs(a[i, j] - yf[i, j])
-                if r <= HUBER_DELTA:
-                    row += 0.5 * r * r
-                else:
-                    row += HUBER_DELTA * (r - 0.5 * HUBER_DELTA)
-        else:  # POISSON
-            for j in range(k):
-                row += math.exp(min(a[i, j], POISSON_MAX_LOG)) - yf[i, j] * a[i, j]
-        total += w * row
-    return total
+    ``sw`` as in :func:`loss_grad` (empty: unweighted)."""
+    yf = yf.reshape(-1, a.shape[1]) if yf.size == 0 else yf
+    return _call_loss_py(loss_address(loss, a.dtype), _c(a), _c(yi), _c(yf), _c(sw).astype(np.float64, copy=False),
+                         np.zeros(3), 0.0, VALUE)  # fmt: skip
 
 
-@njit(**SERIAL)
-def metric_sums_(a, yi, yf, sw, loss, acc):
+def metric_sums_(a: np.ndarray, yi: np.ndarray, yf: np.ndarray, sw: np.ndarray, loss: int, acc: np.ndarray) -> None:
     """Add this block's weighted metric sums to ``acc`` (float64, length 3).
 
     ``acc[0]``: correct predictions (cross-entropy: argmax == label, per sample;
@@ -217,61 +472,13 @@ def metric_sums_(a, yi, yf, sw, loss, acc):
     by the total weight (times k where per element) gives the means that
     ``fastbp.metrics`` computes from ``predict``.
     """
-    n, k = a.shape
-    for i in range(n):
-        w = _row_weight(sw, i)
-        if loss == CROSS_ENTROPY:
-            mx = a[i, 0]
-            best = 0
-            for j in range(1, k):
-                if a[i, j] > mx:
-                    mx = a[i, j]
-                    best = j
-            s = 0.0
-            for j in range(k):
-                s += math.exp(a[i, j] - mx)
-            ae = 0.0
-            se = 0.0
-            for j in range(k):
-                r = math.exp(a[i, j] - mx) / s - (1.0 if j == yi[i] else 0.0)
-                ae += abs(r)
-                se += r * r
-            acc[0] += w * (1.0 if best == yi[i] else 0.0)
-            acc[1] += w * ae
-            acc[2] += w * se
-        else:
-            hits = 0.0
-            ae = 0.0
-            se = 0.0
-            for j in range(k):
-                x = a[i, j]
-                t = yf[i, j]
-                if loss == BINARY_CROSS_ENTROPY:
-                    p = sigmoid(x)
-                    hits += 1.0 if (p > 0.5) == (t > 0.5) else 0.0
-                elif loss == POISSON:
-                    p = math.exp(min(x, POISSON_MAX_LOG))
-                else:
-                    p = x
-                ae += abs(p - t)
-                se += (p - t) * (p - t)
-            acc[0] += w * hits
-            acc[1] += w * ae
-            acc[2] += w * se
+    yf = yf.reshape(-1, a.shape[1]) if yf.size == 0 else yf
+    _call_loss_py(loss_address(loss, a.dtype), _c(a), _c(yi), _c(yf), _c(sw).astype(np.float64, copy=False), acc,
+                  0.0, METRICS)  # fmt: skip
 
 
-@njit(**SERIAL)
-def link_(a, loss):
-    """Apply the loss's output link in place: softmax rows, sigmoid, exp, or nothing."""
-    n, k = a.shape
-    if loss == CROSS_ENTROPY:
-        for i in range(n):
-            _softmax_row(a, i, a)
-    elif loss == BINARY_CROSS_ENTROPY:
-        for i in range(n):
-            for j in range(k):
-                a[i, j] = sigmoid(a[i, j])
-    elif loss == POISSON:
-        for i in range(n):
-            for j in range(k):
-                a[i, j] = math.exp(min(a[i, j], POISSON_MAX_LOG))
+def link_(a: np.ndarray, loss: int) -> None:
+    """Apply the loss's output link in place (C-contiguous ``a``): softmax rows, sigmoid,
+    exp, or nothing."""
+    e = np.zeros(0)
+    _call_loss_py(loss_address(loss, a.dtype), a, np.zeros(0, np.int64), a[:0], e, e, 0.0, LINK)

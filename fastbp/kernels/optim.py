@@ -37,9 +37,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, types
 
-from .._config import INLINE, PARALLEL, SERIAL
+from .._config import INLINE, SERIAL
+from .launch import CTX, body_address, pack, run_blocks, run_serial, unpack
 
 SGD, ADAM, ADAMW, RMSPROP = range(4)
 
@@ -95,63 +96,78 @@ def _sum_partials_(gpart, nparts, lo, hi):
             g0[i] += gt[i]
 
 
-@njit(**SERIAL)
-def _update_range(opt, theta, g, m, v, coef, wd, keep, nesterov):
-    """Update ``theta`` from the summed gradient ``g`` (slices of one chunk; ``m``/``v`` may
-    be empty when the optimizer does not use them).
+# One loop per optimizer: update ``theta`` from the summed gradient ``g`` (slices of one
+# chunk; ``m``/``v`` may be empty when the optimizer does not use them). ``wd`` is the L2
+# coefficient added to the gradient (``wd * theta``) and ``keep`` the decoupled factor
+# applied to the weight (AdamW: ``1 - lr * weight_decay``); the caller passes zero and one
+# where weight decay does not apply.
 
-    ``wd`` is the L2 coefficient added to the gradient (``wd * theta``) and ``keep`` the
-    decoupled factor applied to the weight (AdamW: ``1 - lr * weight_decay``); the caller
-    passes zero and one where weight decay does not apply.
-    """
+
+@njit(**INLINE)
+def _sgd_range(theta, g, m, v, coef, wd, keep, nesterov):
+    lr = coef[_LR]
+    h1 = coef[_H1]
+    if h1 == 0:
+        for i in range(theta.shape[0]):
+            theta[i] -= lr * (g[i] + wd * theta[i])
+    elif nesterov:
+        for i in range(theta.shape[0]):
+            gi = g[i] + wd * theta[i]
+            # the buffer starts at zero, so step 1 gives buf = g, as torch's clone(g)
+            buf = h1 * m[i] + gi
+            m[i] = buf
+            theta[i] -= lr * (gi + h1 * buf)
+    else:
+        for i in range(theta.shape[0]):
+            buf = h1 * m[i] + (g[i] + wd * theta[i])
+            m[i] = buf
+            theta[i] -= lr * buf
+
+
+@njit(**INLINE)
+def _adam_range(theta, g, m, v, coef, wd, keep, nesterov):
+    """Adam and AdamW (they differ in ``wd`` and ``keep`` only)."""
+    h1 = coef[_H1]
+    h2 = coef[_H2]
+    eps = coef[_EPS]
+    step_size = coef[_STEP_SIZE]
+    inv_sqrt_bc2 = coef[_INV_SQRT_BC2]
+    a1 = coef[_ONE_M_H1]
+    a2 = coef[_ONE_M_H2]
+    for i in range(theta.shape[0]):
+        gi = g[i] + wd * theta[i]
+        mi = h1 * m[i] + a1 * gi
+        vi = h2 * v[i] + a2 * gi * gi
+        m[i] = mi
+        v[i] = vi
+        theta[i] = keep * theta[i] - step_size * mi / (np.sqrt(vi) * inv_sqrt_bc2 + eps)
+
+
+@njit(**INLINE)
+def _rmsprop_range(theta, g, m, v, coef, wd, keep, nesterov):
     lr = coef[_LR]
     h1 = coef[_H1]
     h2 = coef[_H2]
     eps = coef[_EPS]
-    if opt == SGD:
-        if h1 == 0:
-            for i in range(theta.shape[0]):
-                theta[i] -= lr * (g[i] + wd * theta[i])
-        elif nesterov:
-            for i in range(theta.shape[0]):
-                gi = g[i] + wd * theta[i]
-                # the buffer starts at zero, so step 1 gives buf = g, as torch's clone(g)
-                buf = h1 * m[i] + gi
-                m[i] = buf
-                theta[i] -= lr * (gi + h1 * buf)
-        else:
-            for i in range(theta.shape[0]):
-                buf = h1 * m[i] + (g[i] + wd * theta[i])
-                m[i] = buf
-                theta[i] -= lr * buf
-    elif opt == ADAM or opt == ADAMW:
-        step_size = coef[_STEP_SIZE]
-        inv_sqrt_bc2 = coef[_INV_SQRT_BC2]
-        a1 = coef[_ONE_M_H1]
-        a2 = coef[_ONE_M_H2]
+    a2 = coef[_ONE_M_H2]
+    if h1 == 0:
         for i in range(theta.shape[0]):
             gi = g[i] + wd * theta[i]
-            mi = h1 * m[i] + a1 * gi
             vi = h2 * v[i] + a2 * gi * gi
-            m[i] = mi
             v[i] = vi
-            theta[i] = keep * theta[i] - step_size * mi / (np.sqrt(vi) * inv_sqrt_bc2 + eps)
-    else:  # RMSPROP
-        a2 = coef[_ONE_M_H2]
-        if h1 == 0:
-            for i in range(theta.shape[0]):
-                gi = g[i] + wd * theta[i]
-                vi = h2 * v[i] + a2 * gi * gi
-                v[i] = vi
-                theta[i] -= lr * gi / (np.sqrt(vi) + eps)
-        else:
-            for i in range(theta.shape[0]):
-                gi = g[i] + wd * theta[i]
-                vi = h2 * v[i] + a2 * gi * gi
-                v[i] = vi
-                buf = h1 * m[i] + gi / (np.sqrt(vi) + eps)
-                m[i] = buf
-                theta[i] -= lr * buf
+            theta[i] -= lr * gi / (np.sqrt(vi) + eps)
+    else:
+        for i in range(theta.shape[0]):
+            gi = g[i] + wd * theta[i]
+            vi = h2 * v[i] + a2 * gi * gi
+            v[i] = vi
+            buf = h1 * m[i] + gi / (np.sqrt(vi) + eps)
+            m[i] = buf
+            theta[i] -= lr * buf
+
+
+#: The update loop of each optimizer code.
+RANGES = {SGD: _sgd_range, ADAM: _adam_range, ADAMW: _adam_range, RMSPROP: _rmsprop_range}
 
 
 @njit(**SERIAL)
@@ -160,38 +176,31 @@ def n_chunks(P):
     return (P + CHUNK - 1) // CHUNK
 
 
-@njit(**SERIAL)
-def prepare_step(opt, hyper, step, coef):
-    """Fill ``coef`` for step ``step``; returns (wd, keep, nesterov) for the weights.
+@njit(**INLINE)
+def _decay_terms(opt, hyper, coef):
+    """(wd, keep, nesterov) for the weights, from ``coef`` as :func:`prepare_step` left it.
 
     ``wd`` is the L2 coefficient added to the gradient and ``keep`` the decoupled decay
     factor applied to the weight (AdamW only; 1 otherwise).
     """
-    _coefficients(opt, hyper, step, coef)
     if opt == ADAMW:
         return coef[_ZERO], coef[_KEEP], False  # decoupled: shrink the weight, not the gradient
     return coef[_WD], coef[_ONE], hyper[5] != 0  # L2: wd * w added to the gradient
 
 
 @njit(**SERIAL)
-def update_chunk_(c, theta, gpart, nparts, n_decay, opt, coef, m, v, wd, keep, nesterov):
-    """Chunk ``c`` of the step: sum its partials into gpart[0], then update it (one thread)."""
-    lo = c * CHUNK
-    hi = min(theta.shape[0], lo + CHUNK)
-    _sum_partials_(gpart, nparts, lo, hi)
-    mid = min(max(n_decay, lo), hi)
-    g = gpart[0]
-    # weights, then biases (no weight decay); m[lo:mid] of an unused, empty m is empty
-    _update_range(opt, theta[lo:mid], g[lo:mid], m[lo:mid], v[lo:mid], coef, wd, keep, nesterov)
-    zero, one = coef[_ZERO], coef[_ONE]
-    _update_range(opt, theta[mid:hi], g[mid:hi], m[mid:hi], v[mid:hi], coef, zero, one, nesterov)
+def prepare_step(opt, hyper, step, coef):
+    """Fill ``coef`` for step ``step``; returns (wd, keep, nesterov) (:func:`_decay_terms`)."""
+    _coefficients(opt, hyper, step, coef)
+    return _decay_terms(opt, hyper, coef)
 
 
-@njit(**PARALLEL)
+@njit(**SERIAL)
 def reduce_partials(gpart, nparts, out):
-    """out = sum of gpart[:nparts] in row order. Parallel over chunks."""
+    """out = sum of gpart[:nparts] in row order, chunk by chunk as the update sums them (so
+    the same bits). One thread: it runs once per ``loss_and_gradients`` call."""
     P = out.shape[0]
-    for c in prange((P + CHUNK - 1) // CHUNK):
+    for c in range((P + CHUNK - 1) // CHUNK):
         lo = c * CHUNK
         hi = min(P, lo + CHUNK)
         o = out[lo:hi]
@@ -218,25 +227,63 @@ def _sum_sq_chunk(gpart, nparts, c):
     return acc
 
 
-@njit(**PARALLEL)
-def _sum_partials_sq_parallel(gpart, nparts, sq):
-    for c in prange(n_chunks(gpart.shape[1])):
-        sq[c] = _sum_sq_chunk(gpart, nparts, np.int64(c))
+#: Per-call scalars of the bodies here: the number of partials (and, for the update, the
+#: number of decayed weights; ``coef`` holds the step's factors).
+SUM_SQ_SCALARS = types.Tuple((types.int64,))
+UPDATE_SCALARS = types.Tuple((types.int64, types.int64))
+
+OPT = SGD  # bound per compiled copy of update_body
+UPDATE = _sgd_range  # bound per compiled copy of update_body
+
+
+def sum_sq_body(c, n, ctx):
+    """Body (``launch.py``) of :func:`sum_partials_sq`: chunk ``c``."""
+    (nparts,), (gpart, sq) = unpack(ctx, CTX)
+    sq[c] = _sum_sq_chunk(gpart, nparts, c)
+
+
+def sum_sq_address(gpart: object, sq: object) -> int:
+    """The address of :func:`sum_sq_body` for these ``gpart`` and ``sq`` arrays' types."""
+    return body_address(sum_sq_body, SUM_SQ_SCALARS, (gpart, sq))
+
+
+def update_body(c, n, ctx):
+    """Body (``launch.py``) of the update: chunk ``c`` of ``n``. Sums the chunk's partials
+    into ``gpart[0]``, then updates it while it is in cache; compiled per optimizer."""
+    (nparts, n_decay), (theta, gpart, m, v, coef, hyper) = unpack(ctx, CTX)
+    wd, keep, nesterov = _decay_terms(OPT, hyper, coef)
+    lo = c * CHUNK
+    hi = min(theta.shape[0], lo + CHUNK)
+    _sum_partials_(gpart, nparts, lo, hi)
+    mid = min(max(n_decay, lo), hi)
+    g = gpart[0]
+    # weights, then biases (no weight decay); m[lo:mid] of an unused, empty m is empty
+    UPDATE(theta[lo:mid], g[lo:mid], m[lo:mid], v[lo:mid], coef, wd, keep, nesterov)
+    zero, one = coef[_ZERO], coef[_ONE]
+    UPDATE(theta[mid:hi], g[mid:hi], m[mid:hi], v[mid:hi], coef, zero, one, nesterov)
+
+
+def update_address(opt: int, theta: object, gpart: object, m: object, v: object, coef: object, hyper: object) -> int:
+    """The address of :func:`update_body` for optimizer ``opt`` and these arrays' types."""
+    name = next(k for k, c in OPTIMIZERS.items() if c == opt)
+    return body_address(update_body, UPDATE_SCALARS, (theta, gpart, m, v, coef, hyper),
+                        name, {"OPT": opt, "UPDATE": RANGES[opt]})  # fmt: skip
 
 
 @njit(**SERIAL)
-def sum_partials_sq(gpart, nparts, sq):
+def sum_partials_sq(gpart, nparts, sq, body):
     """Sum the partials into ``gpart[0]`` (in row order, as the update would) and return the
     squared L2 norm of the sum, accumulated in float64; ``sq`` (float64, one element per
-    chunk) receives each chunk's share. Parallel over chunks when there are more than
-    :data:`SERIAL_CHUNKS` of them; below that one thread does it, since a parallel region
-    (~5 us to start and join) would cost more than the work."""
+    chunk) receives each chunk's share. Parallel over chunks (``body``, from
+    :func:`sum_sq_address`) when there are more than :data:`SERIAL_CHUNKS` of them; below
+    that one thread does it, since a parallel region (~5 us to start and join) would cost
+    more than the work."""
     nc = n_chunks(gpart.shape[1])
+    ctx = pack((np.int64(nparts),), SUM_SQ_SCALARS, (gpart, sq))
     if nc > SERIAL_CHUNKS:
-        _sum_partials_sq_parallel(gpart, nparts, sq)
+        run_blocks(body, nc, ctx)
     else:
-        for c in range(nc):
-            sq[c] = _sum_sq_chunk(gpart, nparts, c)
+        run_serial(body, nc, ctx)
     total = 0.0
     for c in range(nc):
         total += sq[c]
@@ -250,8 +297,8 @@ def scale_(g, factor):
         g[i] = g[i] * factor
 
 
-@njit(**PARALLEL)
-def optimizer_update_(theta, gpart, nparts, n_decay, opt, hyper, step, m, v, coef):
+@njit(**SERIAL)
+def optimizer_update_(theta, gpart, nparts, n_decay, opt, hyper, step, m, v, coef, body):
     """One optimizer step on ``theta`` from partial gradients. Parallel over chunks.
 
     Parameters
@@ -275,21 +322,23 @@ def optimizer_update_(theta, gpart, nparts, n_decay, opt, hyper, step, m, v, coe
         in ``v``. Unused state may be empty.
     coef : ndarray of shape (N_COEF,), theta's dtype
         Scratch for the step's coefficients.
+    body : int
+        :func:`update_body`'s address for ``opt``, from :func:`update_address`.
     """
-    wd, keep, nesterov = prepare_step(opt, hyper, step, coef)
-    for c in prange(n_chunks(theta.shape[0])):
-        # np.int64: the prange index is unsigned here; see engine.batch_gradients
-        update_chunk_(np.int64(c), theta, gpart, nparts, n_decay, opt, coef, m, v, wd, keep, nesterov)
+    _coefficients(opt, hyper, step, coef)
+    ctx = pack((np.int64(nparts), np.int64(n_decay)), UPDATE_SCALARS, (theta, gpart, m, v, coef, hyper))
+    run_blocks(body, n_chunks(theta.shape[0]), ctx)
 
 
 @njit(**SERIAL)
-def optimizer_step_(theta, gpart, nparts, n_decay, opt, hyper, step, m, v, coef):
+def optimizer_step_(theta, gpart, nparts, n_decay, opt, hyper, step, m, v, coef, body):
     """:func:`optimizer_update_`, on one thread when there are at most
     :data:`SERIAL_CHUNKS` chunks (small networks: the parallel region would cost more than
     the update), else in parallel. The same arithmetic either way."""
-    if n_chunks(theta.shape[0]) > SERIAL_CHUNKS:
-        optimizer_update_(theta, gpart, nparts, n_decay, opt, hyper, step, m, v, coef)
-        return
-    wd, keep, nesterov = prepare_step(opt, hyper, step, coef)
-    for c in range(n_chunks(theta.shape[0])):
-        update_chunk_(c, theta, gpart, nparts, n_decay, opt, coef, m, v, wd, keep, nesterov)
+    _coefficients(opt, hyper, step, coef)
+    ctx = pack((np.int64(nparts), np.int64(n_decay)), UPDATE_SCALARS, (theta, gpart, m, v, coef, hyper))
+    nc = n_chunks(theta.shape[0])
+    if nc > SERIAL_CHUNKS:
+        run_blocks(body, nc, ctx)
+    else:
+        run_serial(body, nc, ctx)

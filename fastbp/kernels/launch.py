@@ -1,0 +1,233 @@
+"""Parallel regions whose work is compiled once, on its own: bodies called through pointers.
+
+Why (measured, ``benchmarks/measure_compile.py``): Numba compiles every jitted function as
+its own module and then again inside the module of each caller (LLVM optimisation and
+machine code for the whole call tree, at every level); and a ``prange`` loop turns its body
+into a separate kernel, compiled with everything it calls. A training step written as
+nested jitted functions compiled its element loops five times over, and a cold first
+``fit`` took 28 s. Here a parallel region is instead:
+
+* a **body**: a plain Python function ``body(t, n, ctx)`` that does piece ``t`` of ``n``,
+  compiled as a C callback (``numba.cfunc``) with everything it calls, once per context
+  type (:func:`body_address`), and cached on disk like any kernel;
+* a **context**: the values the piece needs, one tuple ``(scalars, record)``, where
+  ``record`` is the caller's own argument record (a namedtuple of arrays and scalars) and
+  ``scalars`` a few per-call values whose type the body declares. The caller copies it to
+  its stack (:func:`pack`) and passes its address; the body reads it back (:func:`unpack`);
+* :func:`run_blocks`, the one ``prange`` loop of the package, compiled once for all
+  dtypes and bodies: it calls ``body(t, n, ctx)`` for ``t`` in ``0..n-1`` on Numba's
+  threads, through the body's address.
+
+A caller therefore links no body into its own module: it needs the bodies' addresses as
+data (an int64 array from :func:`body_address`). Addresses are looked up in every process,
+so the callers stay cacheable.
+
+A body's compiled copy is a new function object with the context type bound to the global
+name ``CTX`` and a qualified name ending in a hash of that type: Numba's cache keys a
+function by its qualified name and code, not by its globals, so each context type gets
+its own cache entry, stable across processes (a closure over the type would pickle
+differently in the process that compiled it, and miss once; measured).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import types as pytypes
+from collections.abc import Callable
+
+import numpy as np
+from llvmlite import ir
+from numba import cfunc, njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+from numba.np.arrayobj import make_array
+
+from .._config import PARALLEL, SERIAL
+
+#: The context type, as a body's compiled copy sees it (:func:`body_address` binds it; a
+#: body's module imports this name so that the plain function reads as it will run).
+CTX = None
+
+#: The C signature of every body: ``void body(intp t, intp n, intp ctx)``.
+BODY_SIG = types.void(types.intp, types.intp, types.intp)
+
+_VOIDP = ir.IntType(8).as_pointer()
+
+
+def _c_arguments(context, builder, tys, vals) -> tuple[list, list]:
+    """LLVM types and values of ``vals`` as C arguments: an array as its data pointer, an
+    integer or boolean as intp, a float as double."""
+    intp = context.get_value_type(types.intp)
+    lltys, llvals = [], []
+    for ty, v in zip(tys, vals):
+        if isinstance(ty, types.Array):
+            if ty.layout != "C":
+                raise TypeError(f"arrays passed to a C function must be C-contiguous, got {ty}")
+            lltys.append(_VOIDP)
+            llvals.append(builder.bitcast(make_array(ty)(context, builder, v).data, _VOIDP))
+        elif isinstance(ty, (types.Integer, types.Boolean)):
+            lltys.append(intp)
+            llvals.append(context.cast(builder, v, ty, types.intp))
+        elif isinstance(ty, types.Float):
+            lltys.append(ir.DoubleType())
+            llvals.append(context.cast(builder, v, ty, types.float64))
+        else:
+            raise TypeError(f"cannot pass {ty} to a C function")
+    return lltys, llvals
+
+
+@intrinsic
+def call_void(typingctx, addr, args):
+    """Call the C function ``void f(...)`` at address ``addr`` with the tuple ``args``
+    (arrays as data pointers, integers as intp, floats as double)."""
+    if not (isinstance(addr, types.Integer) and isinstance(args, types.BaseTuple)):
+        return None
+    for ty in args:
+        if isinstance(ty, types.Array) and ty.layout != "C":
+            raise TypeError(f"arrays passed to a C function must be C-contiguous, got {ty}")
+    sig = types.void(addr, args)
+
+    def codegen(context, builder, sig, llargs):
+        tys = list(sig.args[1])
+        vals = [builder.extract_value(llargs[1], i) for i in range(len(tys))]
+        lltys, llvals = _c_arguments(context, builder, tys, vals)
+        fnty = ir.FunctionType(ir.VoidType(), lltys)
+        ptr = context.cast(builder, llargs[0], sig.args[0], types.intp)
+        builder.call(builder.inttoptr(ptr, fnty.as_pointer()), llvals)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def call_f64(typingctx, addr, args):
+    """Call the C function ``double f(...)`` at address ``addr`` (arguments as for
+    :func:`call_void`) and return its result."""
+    if not (isinstance(addr, types.Integer) and isinstance(args, types.BaseTuple)):
+        return None
+    for ty in args:
+        if isinstance(ty, types.Array) and ty.layout != "C":
+            raise TypeError(f"arrays passed to a C function must be C-contiguous, got {ty}")
+    sig = types.float64(addr, args)
+
+    def codegen(context, builder, sig, llargs):
+        tys = list(sig.args[1])
+        vals = [builder.extract_value(llargs[1], i) for i in range(len(tys))]
+        lltys, llvals = _c_arguments(context, builder, tys, vals)
+        fnty = ir.FunctionType(ir.DoubleType(), lltys)
+        ptr = context.cast(builder, llargs[0], sig.args[0], types.intp)
+        return builder.call(builder.inttoptr(ptr, fnty.as_pointer()), llvals)
+
+    return sig, codegen
+
+
+@intrinsic
+def pack(typingctx, scalars, scalars_type, record):
+    """Copy ``(scalars, record)`` to a stack slot of the calling function and return its
+    address (int64), valid until that function returns. ``scalars`` must have exactly the
+    type ``scalars_type`` (the one the body declares): a mismatch is a compile error, not a
+    misread context."""
+    if not isinstance(scalars_type, types.TypeRef):
+        return None
+    if scalars != scalars_type.instance_type:
+        raise TypeError(f"context scalars are {scalars}, the body expects {scalars_type.instance_type}")
+    ctx = types.Tuple((scalars, record))
+    sig = types.int64(scalars, scalars_type, record)
+
+    def codegen(context, builder, sig, args):
+        value = context.make_tuple(builder, ctx, (args[0], args[2]))
+        slot = cgutils.alloca_once(builder, context.get_value_type(ctx))
+        builder.store(value, slot)
+        return builder.ptrtoint(slot, ir.IntType(64))
+
+    return sig, codegen
+
+
+@intrinsic
+def unpack(typingctx, addr, ctx_type):
+    """The context :func:`pack` stored at ``addr``, read as ``ctx_type`` (a new reference
+    to its arrays, released by the body as any local)."""
+    if not isinstance(ctx_type, types.TypeRef):
+        return None
+    ty = ctx_type.instance_type
+    sig = ty(addr, ctx_type)
+
+    def codegen(context, builder, sig, args):
+        ptr = builder.inttoptr(args[0], context.get_value_type(ty).as_pointer())
+        value = builder.load(ptr)
+        context.nrt.incref(builder, ty, value)
+        return value
+
+    return sig, codegen
+
+
+@njit(**PARALLEL)
+def _run_parallel(body, n, ctx):
+    for t in prange(n):
+        # np.int64: the prange index is unsigned in the parallel body
+        call_void(body, (np.int64(t), n, ctx))
+
+
+@njit(**SERIAL)
+def run_blocks(body, n, ctx):
+    """``body(t, n, ctx)`` for every ``t`` in ``0 .. n-1``, on Numba's threads; a single
+    piece runs on the calling thread (no parallel region to start)."""
+    if n == 1:
+        call_void(body, (np.int64(0), n, ctx))
+    else:
+        _run_parallel(body, n, ctx)
+
+
+@njit(**SERIAL)
+def run_serial(body, n, ctx):
+    """``body(t, n, ctx)`` for ``t`` in ``0 .. n-1`` in order, on the calling thread."""
+    for t in range(n):
+        call_void(body, (np.int64(t), n, ctx))
+
+
+_compiled: dict[tuple, object] = {}
+_lock = threading.Lock()
+
+
+def specialise(fn: Callable, suffix: str, bindings: dict) -> Callable:
+    """A copy of the plain function ``fn`` that sees ``bindings`` as globals, with
+    qualified name ``fn``'s + ``"__" + suffix``: compile it (``cfunc``/``njit``) to get one
+    specialisation per suffix, cached apart. ``suffix`` must identify the bindings."""
+    glb = dict(fn.__globals__)
+    glb.update(bindings)
+    copy = pytypes.FunctionType(fn.__code__, glb, fn.__name__, fn.__defaults__, fn.__closure__)
+    copy.__qualname__ = f"{fn.__qualname__}__{suffix}"
+    copy.__module__ = fn.__module__
+    copy.__doc__ = fn.__doc__
+    return copy
+
+
+def body_address(
+    fn: Callable, scalars_type: types.Type, record: object, name: str = "", bindings: dict | None = None
+) -> int:  # fmt: skip
+    """Address of ``fn`` compiled as a body for contexts ``(scalars_type, typeof(record))``
+    (compiled, or loaded from Numba's cache, on first use in a process). Thread-safe.
+    ``bindings`` are further globals of the compiled copy, identified by ``name`` (for
+    example the optimizer a body is compiled for)."""
+    from numba import typeof
+
+    ctx_type = types.Tuple((scalars_type, typeof(record)))
+    key = (fn, ctx_type, name)
+    compiled = _compiled.get(key)
+    if compiled is None:
+        with _lock:
+            compiled = _compiled.get(key)
+            if compiled is None:
+                digest = hashlib.sha256(str(ctx_type).encode()).hexdigest()[:16]
+                glb = {"CTX": ctx_type, **(bindings or {})}
+                suffix = f"{name}_{digest}" if name else digest
+                compiled = cfunc(BODY_SIG, **SERIAL)(specialise(fn, suffix, glb))
+                _compiled[key] = compiled
+    return compiled.address
+
+
+def addresses(record: object, *bodies: tuple[Callable, types.Type]) -> np.ndarray:
+    """int64 array of :func:`body_address` for each ``(fn, scalars_type)`` of ``bodies``,
+    all for contexts built on ``record``."""
+    return np.array([body_address(fn, st, record) for fn, st in bodies], dtype=np.int64)
