@@ -35,6 +35,7 @@ from ._validation import (
 from .callbacks import Callback
 from .kernels import columns, engine
 from .kernels.activations import addresses
+from .kernels.dropout import dropout_addresses
 from .kernels.losses import BINARY_CROSS_ENTROPY, CROSS_ENTROPY, LOSSES, POISSON, link_, loss_address
 from .kernels.optim import N_COEF, n_chunks, reduce_partials
 from .layers import Dense, Dropout
@@ -114,6 +115,11 @@ class _Plan:
             n_params=n_weights + int(sizes[1:].sum()),
             drop=drop,
         )
+
+    def drop_kernels(self, dtype: np.dtype) -> np.ndarray:
+        """The dropout kernels' addresses in ``dtype`` (empty without dropout: then they
+        are never compiled)."""
+        return dropout_addresses(dtype) if self.drop.shape[0] else np.zeros(0, dtype=np.int64)
 
     def net(self, dtype: np.dtype) -> tuple:
         """(sizes, fwd, bwd, woff, boff, coff) for the kernels, with each layer's
@@ -545,9 +551,10 @@ class Sequential:
                 chooser = ws["chooser"] if _threads.adaptive() and n_threads > 1 else None
                 a = engine.TrainArgs(
                     X, yi, yf, swk, order, batch_size, n_threads, _config.MIN_ROWS_PER_BLOCK, self._theta,
-                    *plan.net(self.dtype), self._loss, self._loss_kernel(), plan.drop, seed, opt.code, hyper,
-                    clipnorm, self._m, self._v, ws["coef"], plan.n_weights, ws["xb"], ws["ybi"], ws["ybf"], ws["wb"],
-                    ws["abuf"], ws["zbuf"], ws["gbuf"], ws["gpart"], ws["lpart"], mpart, ws["sq"], acc,
+                    *plan.net(self.dtype), self._loss, self._loss_kernel(), plan.drop, plan.drop_kernels(self.dtype),
+                    seed, opt.code, hyper, clipnorm, self._m, self._v, ws["coef"], plan.n_weights, ws["xb"], ws["ybi"],
+                    ws["ybf"], ws["wb"], ws["abuf"], ws["zbuf"], ws["gbuf"], ws["gpart"], ws["lpart"], mpart, ws["sq"],
+                    acc,
                 )  # fmt: skip
                 bodies = columns.train_bodies(a) if cols else engine.train_bodies(a)
                 b = 0
@@ -775,8 +782,8 @@ class Sequential:
             # share one compiled body
             return engine.TrainArgs(
                 X, yi, yf, swk, np.arange(n), n, nb, 1, self._theta, *plan.net(self.dtype), self._loss,
-                self._loss_kernel(), np.zeros(0), np.uint64(0), 0, np.zeros(6), 0.0, empty, empty,
-                np.zeros(N_COEF, dtype=dt), 0, *bufs,
+                self._loss_kernel(), np.zeros(0), np.zeros(0, np.int64), np.uint64(0), 0, np.zeros(6), 0.0, empty,
+                empty, np.zeros(N_COEF, dtype=dt), 0, *bufs,
             )  # fmt: skip
 
         bodies = np.array([engine.block_address(record()), 0, 0], dtype=np.int64)

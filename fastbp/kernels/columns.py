@@ -37,7 +37,7 @@ from .._config import INLINE, SERIAL
 from .activations import act_backward_, act_backward_cols_, bias_act_cols_
 from .blas import gemm
 from .dense import column_sums, dense_forward
-from .dropout import dropout_backward_, dropout_backward_cols_, dropout_forward_, dropout_forward_cols_, step_key
+from .dropout import drop_backward_, drop_forward_, step_key
 from .engine import _region, _weights, batch_weight, finish_step, gather_rows_
 from .launch import CTX, body_address, pack, run_blocks, unpack
 from .losses import CROSS_ENTROPY, GRAD, METRICS, call_loss
@@ -58,8 +58,8 @@ def gather_body(t, nb, ctx):
     rows = a.order[s:e]
     B = e - s
     L = a.fwd.shape[0]
-    gather_rows_(a.X, a.yi, a.yf, a.sw, rows, t * B // nb, (t + 1) * B // nb, a.loss, a.drop, key, L, a.xb, a.ybi,
-                 a.ybf, a.wb)  # fmt: skip
+    gather_rows_(a.X, a.yi, a.yf, a.sw, rows, t * B // nb, (t + 1) * B // nb, a.loss, a.drop, a.dropk, key, L, a.xb,
+                 a.ybi, a.ybf, a.wb)  # fmt: skip
 
 
 def forward_cols_body(t, nb, ctx):
@@ -78,7 +78,7 @@ def forward_cols_body(t, nb, ctx):
     gemm(inp, False, _weights(a.theta, sizes, a.woff, l)[:, c0:c1], False, z[:, c0:c1])
     bias_act_cols_(z, a.theta[a.boff[l] : a.boff[l] + n_out], a.fwd[l], out, c0, c1)
     if a.drop.shape[0] > 0 and a.drop[l + 1] > 0:
-        dropout_forward_cols_(out, np.int64(0), l + 1, L + 1, key, a.drop[l + 1], c0, c1)
+        drop_forward_(a.dropk, out, np.int64(0), l + 1, L + 1, key, a.drop[l + 1], c0, c1)
 
 
 def output_rows_body(t, nb, ctx):
@@ -102,14 +102,14 @@ def output_rows_body(t, nb, ctx):
     dense_forward(inp, _weights(a.theta, sizes, a.woff, l), a.theta[a.boff[l] : a.boff[l] + k], a.fwd[l], z, out)
     dropped = a.drop.shape[0] > 0 and a.drop[L] > 0
     if dropped:
-        dropout_forward_(out, r0, L, L + 1, key, a.drop[L])
+        drop_forward_(a.dropk, out, r0, L, L + 1, key, a.drop[L], 0, k)
     wblk = a.wb[r0:r1] if a.sw.shape[0] > 0 else a.wb[:0]
     if a.mpart.shape[0] > 0:
         a.mpart[t, :] = 0.0
         call_loss(a.lossk, out, a.ybi[r0:r1], a.ybf[r0:r1], wblk, a.mpart[t], 0.0, METRICS)
     a.lpart[t] = call_loss(a.lossk, out, a.ybi[r0:r1], a.ybf[r0:r1], wblk, g, scale, GRAD)
     if dropped:
-        dropout_backward_(g, out, r0, L, L + 1, key, a.drop[L])
+        drop_backward_(a.dropk, g, out, r0, L, L + 1, key, a.drop[L], 0, k)
     act_backward_(g, out, z, a.bwd[l])
 
 
@@ -136,7 +136,7 @@ def backward_cols_body(t, nb, ctx):
         if t == 0:
             column_sums(dnext, dtheta[a.boff[L - 1] : a.boff[L - 1] + sizes[L]])
     if a.drop.shape[0] > 0 and a.drop[l + 1] > 0:
-        dropout_backward_cols_(g, out, np.int64(0), l + 1, L + 1, key, a.drop[l + 1], c0, c1)
+        drop_backward_(a.dropk, g, out, np.int64(0), l + 1, L + 1, key, a.drop[l + 1], c0, c1)
     act_backward_cols_(g, out, z, a.bwd[l], c0, c1)
     inp = a.xb[:B] if l == 0 else _region(a.abuf, R, a.coff, sizes, l - 1)[:B]
     gemm(inp, True, g[:, c0:c1], False, _weights(dtheta, sizes, a.woff, l)[:, c0:c1])

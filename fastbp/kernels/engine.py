@@ -37,7 +37,7 @@ from numba import njit, types
 
 from .._config import INLINE, SERIAL
 from .dense import dense_backward, dense_forward
-from .dropout import dropout_backward_, dropout_forward_, step_key
+from .dropout import drop_backward_, drop_forward_, step_key
 from .launch import CTX, body_address, pack, run_blocks, unpack
 from .losses import CROSS_ENTROPY, GRAD, LINK, METRICS, VALUE, call_loss
 from .optim import optimizer_step_, scale_, sum_partials_sq, sum_sq_address, update_address
@@ -52,7 +52,8 @@ class TrainArgs(NamedTuple):
     the work is split into), ``min_rows`` (fewest rows a row block gets). The network:
     ``theta``, ``sizes``, ``fwd``/``bwd`` (each layer's activation kernels, from
     ``activations.addresses``), ``woff``, ``boff``, ``coff`` (module docstring),
-    ``loss`` code, ``drop`` (dropout rate per slot, or empty), ``seed`` (uint64, the
+    ``loss`` code, ``drop`` (dropout rate per slot, or empty), ``dropk`` (the dropout kernels,
+    ``dropout.dropout_addresses``, or empty), ``seed`` (uint64, the
     epoch's dropout seed). The optimizer: ``opt`` code, ``hyper`` (float64), ``clipnorm``
     (0: none), state ``m``, ``v``, scratch ``coef``, ``n_decay`` (weights decayed). Work
     buffers of R rows: ``xb``, ``ybi``, ``ybf``, ``wb`` (the gathered batch), ``abuf``,
@@ -79,6 +80,7 @@ class TrainArgs(NamedTuple):
     loss: int
     lossk: int
     drop: np.ndarray
+    dropk: np.ndarray
     seed: np.uint64
     opt: int
     hyper: np.ndarray
@@ -162,11 +164,12 @@ def _region(buf, R, coff, sizes, l):
 
 
 @njit(**SERIAL)
-def _forward_rows(x, r0, r1, theta, sizes, fwd, bwd, woff, boff, coff, R, abuf, zbuf, drop, key):
+def _forward_rows(x, r0, r1, theta, sizes, fwd, bwd, woff, boff, coff, R, abuf, zbuf, drop, dropk, key):
     """Push rows r0:r1 of ``x`` through every layer into rows r0:r1 of the buffers.
 
     ``drop`` holds the dropout rate of each slot (slot ``l + 1`` is layer ``l``'s output),
-    or is empty for inference; ``key`` seeds the masks (see ``dropout.py``).
+    or is empty for inference; ``dropk`` the dropout kernels' addresses (read only when
+    ``drop`` is not empty); ``key`` seeds the masks (see ``dropout.py``).
     """
     inp = x[r0:r1]
     L = fwd.shape[0]
@@ -176,16 +179,16 @@ def _forward_rows(x, r0, r1, theta, sizes, fwd, bwd, woff, boff, coff, R, abuf, 
         b = theta[boff[l] : boff[l] + sizes[l + 1]]
         dense_forward(inp, _weights(theta, sizes, woff, l), b, fwd[l], z, a)
         if drop.shape[0] > 0 and drop[l + 1] > 0:
-            dropout_forward_(a, r0, l + 1, L + 1, key, drop[l + 1])
+            drop_forward_(dropk, a, r0, l + 1, L + 1, key, drop[l + 1], 0, a.shape[1])
         inp = a
 
 
 @njit(**SERIAL)
-def _backward_rows(x, r0, r1, theta, sizes, fwd, bwd, woff, boff, coff, R, abuf, zbuf, gbuf, dtheta, drop, key):
+def _backward_rows(x, r0, r1, theta, sizes, fwd, bwd, woff, boff, coff, R, abuf, zbuf, gbuf, dtheta, drop, dropk, key):
     """Backward pass over rows r0:r1; ``gbuf``'s last region holds dL/da of the output.
 
     Writes this block's gradient of every parameter into ``dtheta`` (laid out as theta).
-    ``drop``/``key`` as in :func:`_forward_rows`: the masks are recomputed, not stored.
+    ``drop``/``dropk``/``key`` as in :func:`_forward_rows`: the masks are recomputed, not stored.
     """
     L = fwd.shape[0]
     for l in range(L - 1, -1, -1):
@@ -194,7 +197,7 @@ def _backward_rows(x, r0, r1, theta, sizes, fwd, bwd, woff, boff, coff, R, abuf,
         g = _region(gbuf, R, coff, sizes, l)[r0:r1]
         if drop.shape[0] > 0 and drop[l + 1] > 0:
             # layer l+1 has already used the masked output as its input; unmask for f'
-            dropout_backward_(g, a, r0, l + 1, L + 1, key, drop[l + 1])
+            drop_backward_(dropk, g, a, r0, l + 1, L + 1, key, drop[l + 1], 0, g.shape[1])
         inp = x[r0:r1] if l == 0 else _region(abuf, R, coff, sizes, l - 1)[r0:r1]
         dx = g if l == 0 else _region(gbuf, R, coff, sizes, l - 1)[r0:r1]
         n_out = sizes[l + 1]
@@ -219,7 +222,7 @@ def n_blocks(n_rows, n_threads, min_rows):
 
 
 @njit(**INLINE)
-def gather_rows_(X, yi, yf, sw, rows, r0, r1, loss, drop, key, L, xb, ybi, ybf, wb):
+def gather_rows_(X, yi, yf, sw, rows, r0, r1, loss, drop, dropk, key, L, xb, ybi, ybf, wb):
     """Rows ``r0:r1`` of the batch ``X[rows]`` (and their targets and sample weights) into
     the batch buffers, so shuffling never copies the data set; then the input's dropout
     mask, if any. Element loops: an array slice assignment would compile Numba's
@@ -236,7 +239,7 @@ def gather_rows_(X, yi, yf, sw, rows, r0, r1, loss, drop, key, L, xb, ybi, ybf, 
         if sw.shape[0] > 0:
             wb[r] = sw[src]
     if drop.shape[0] > 0 and drop[0] > 0:
-        dropout_forward_(xb[r0:r1], r0, np.int64(0), L + 1, key, drop[0])
+        drop_forward_(dropk, xb[r0:r1], r0, np.int64(0), L + 1, key, drop[0], 0, xb.shape[1])
 
 
 @njit(**INLINE)
@@ -304,8 +307,9 @@ def block_gradients_(t, nb, s, e, wsum, key, a):
     r0 = t * B // nb
     r1 = (t + 1) * B // nb
     weighted = a.sw.shape[0] > 0
-    gather_rows_(a.X, a.yi, a.yf, a.sw, rows, r0, r1, loss, a.drop, key, L, a.xb, a.ybi, a.ybf, a.wb)
-    _forward_rows(a.xb, r0, r1, a.theta, sizes, a.fwd, a.bwd, a.woff, a.boff, a.coff, R, a.abuf, a.zbuf, a.drop, key)
+    gather_rows_(a.X, a.yi, a.yf, a.sw, rows, r0, r1, loss, a.drop, a.dropk, key, L, a.xb, a.ybi, a.ybf, a.wb)
+    _forward_rows(a.xb, r0, r1, a.theta, sizes, a.fwd, a.bwd, a.woff, a.boff, a.coff, R, a.abuf, a.zbuf, a.drop,
+                  a.dropk, key)  # fmt: skip
     out = _region(a.abuf, R, a.coff, sizes, L - 1)[r0:r1]
     gout = _region(a.gbuf, R, a.coff, sizes, L - 1)[r0:r1]
     wblk = a.wb[r0:r1] if weighted else a.wb[:0]
@@ -315,7 +319,7 @@ def block_gradients_(t, nb, s, e, wsum, key, a):
     a.lpart[t] = call_loss(a.lossk, out, a.ybi[r0:r1], a.ybf[r0:r1], wblk, gout, scale, GRAD)
     _backward_rows(
         a.xb, r0, r1, a.theta, sizes, a.fwd, a.bwd, a.woff, a.boff, a.coff, R, a.abuf, a.zbuf, a.gbuf, a.gpart[t],
-        a.drop, key,
+        a.drop, a.dropk, key,
     )  # fmt: skip
 
 
@@ -404,7 +408,7 @@ def _forward_block(t, nb, f):
         e = min(r1, s + chunk)
         # np.int64(0), not 0: a literal argument would compile a second specialisation
         _forward_rows(X[s:e], np.int64(0), e - s, f.theta, sizes, f.fwd, f.bwd, f.woff, f.boff, coff, chunk, at, zt,
-                      nodrop, key)  # fmt: skip
+                      nodrop, sizes[:0], key)  # fmt: skip
         o = f.out[s:e]
         # copy the last layer's rows (element loops: an array slice assignment would
         # compile Numba's shape-mismatch error formatting, seconds of cold compile)
