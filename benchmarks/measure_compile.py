@@ -10,7 +10,8 @@ not compile), then the first step again on the warm cache:
 4. ``warm``: step 1 again, everything cached.
 
 Each step prints its wall time (import + compile + fit + predict) and, from Numba's
-``"numba:compile"`` events, every function compiled: how many specialisations, the
+``"numba:compile"`` events and the ``numba.cfunc`` compiles (kernels and bodies, see
+``fastbp/kernels/launch.py``; timed by wrapping the decorator), every function compiled: how many specialisations, the
 inclusive seconds (its own compile and every callee compiled inside it) and the
 self seconds (inclusive less the nested compiles of other functions; Numba compiles a
 callee on its own first and then again inside each caller's module, which the caller's
@@ -50,6 +51,25 @@ CHILD = textwrap.dedent(
             events.append((name, start, time.perf_counter(), len(stack)))
 
     ev.register("numba:compile", Recorder())
+
+    import numba
+
+    _cfunc = numba.cfunc
+
+    def timed_cfunc(sig, **options):  # a cfunc compiles when decorated, with no event
+        decorate = _cfunc(sig, **options)
+
+        def wrap(fn):
+            stack.append((f"{fn.__module__}.{fn.__qualname__}", time.perf_counter()))
+            try:
+                return decorate(fn)
+            finally:
+                name, start = stack.pop()
+                events.append((name, start, time.perf_counter(), len(stack)))
+
+        return wrap
+
+    numba.cfunc = timed_cfunc
     import numpy as np
     import fastbp as fb
 

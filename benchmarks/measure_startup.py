@@ -1,57 +1,57 @@
-"""Import time and first-``fit`` time in a new process, with a cold and a warm Numba cache.
+"""What a new user waits for: import + compile + fit + predict, step by step, from an empty cache.
 
-    python benchmarks/measure_startup.py [--repeats 3]
+    python benchmarks/measure_startup.py [--repeats 3] [--json PATH]
 
-Cold: a fresh, empty ``NUMBA_CACHE_DIR`` (every kernel compiles). Warm: the same folder
-again (every kernel loads from the cache). Prints the median of each.
+Each repeat takes a fresh, empty ``NUMBA_CACHE_DIR`` and runs the steps of
+``measure_compile.py`` in order, each in a new process on that cache (so a step pays only
+for what the steps before it did not compile):
+
+1. ``first``: fit + predict a 32-64-4 relu network, float32, batch 128;
+2. ``columns``: then a 512-wide layer at batch 32 (the column split, on 2 threads);
+3. ``float64``: then float64, tanh + Dropout, AdamW and mse;
+4. ``warm``: step 1 again, everything cached.
+
+Prints the median wall time of each step over the repeats (and their range). For where
+the time goes, per compiled function, run ``measure_compile.py``. Timings are whole-process
+wall times on a shared machine; CI runs this once as a smoke test, asserting nothing about
+them.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
-CHILD = r"""
-import json, time
-t0 = time.perf_counter()
-import numpy as np
-import fastbp as fb
-t1 = time.perf_counter()
-rng = np.random.default_rng(0)
-X = rng.standard_normal((256, 20)).astype(np.float32)
-y = rng.integers(0, 3, 256)
-model = fb.Sequential([fb.Dense(32, activation="relu"), fb.Dense(3)], loss="cross_entropy", seed=0)
-model.fit(X, y, epochs=1, batch_size=32, verbose=0)
-model.predict(X)
-t2 = time.perf_counter()
-print(json.dumps({"import_s": t1 - t0, "first_fit_predict_s": t2 - t1}))
-"""
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from measure_compile import STEPS, run_steps  # noqa: E402
 
 
-def run_child(cache_dir: str) -> dict:
-    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
-    out = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+def measure(repeats: int) -> dict[str, list[float]]:
+    """Wall seconds of every step, one list entry per repeat (each on a fresh cache)."""
+    walls: dict[str, list[float]] = {step: [] for step in STEPS}
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as cache:
+            for step, r in run_steps(list(STEPS), cache).items():
+                walls[step].append(r["wall"])
+    return walls
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", help="write the wall times here")
     args = parser.parse_args()
-    cold, warm = [], []
-    for _ in range(args.repeats):
-        with tempfile.TemporaryDirectory() as cache:
-            cold.append(run_child(cache))
-            warm.append(run_child(cache))
-    for name, runs in (("cold cache", cold), ("warm cache", warm)):
-        imp = statistics.median(r["import_s"] for r in runs)
-        fit = statistics.median(r["first_fit_predict_s"] for r in runs)
-        print(f"{name}: import {imp:.2f} s, first fit+predict {fit:.2f} s (median of {len(runs)})")
+    walls = measure(args.repeats)
+    print(f"{'step':10} {'median s':>9} {'min s':>7} {'max s':>7}   ({args.repeats} fresh caches)")
+    for step, runs in walls.items():
+        print(f"{step:10} {statistics.median(runs):9.2f} {min(runs):7.2f} {max(runs):7.2f}")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(walls, fh, indent=1)
 
 
 if __name__ == "__main__":

@@ -34,9 +34,10 @@ from ._validation import (
 )
 from .callbacks import Callback
 from .kernels import columns, engine
+from .kernels import losses as _losses
 from .kernels.activations import addresses
 from .kernels.dropout import dropout_addresses
-from .kernels.losses import BINARY_CROSS_ENTROPY, CROSS_ENTROPY, LOSSES, POISSON, link_, loss_address
+from .kernels.losses import BINARY_CROSS_ENTROPY, CROSS_ENTROPY, LOSSES, POISSON, link_, loss_kernels
 from .kernels.optim import N_COEF, n_chunks, reduce_partials
 from .layers import Dense, Dropout
 from .metrics import METRICS, check_metrics
@@ -351,9 +352,10 @@ class Sequential:
             raise ValueError(f"{name} must be >= 0 for the poisson loss (counts or rates)")
         return np.zeros(0, dtype=np.int64), yf
 
-    def _loss_kernel(self) -> int:
-        """Address of this model's loss kernel in its dtype (this process only)."""
-        return loss_address(self._loss, self.dtype)
+    def _loss_kernels(self, *modes: int) -> np.ndarray:
+        """Addresses of this model's loss kernels in its dtype for ``modes`` (``losses.GRAD``
+        etc.; this process only)."""
+        return loss_kernels(self._loss, self.dtype, *modes)
 
     # ------------------------------------------------------------------ training
     def _workspace_for(self, rows: int, n_threads: int) -> dict:
@@ -551,7 +553,9 @@ class Sequential:
                 chooser = ws["chooser"] if _threads.adaptive() and n_threads > 1 else None
                 a = engine.TrainArgs(
                     X, yi, yf, swk, order, batch_size, n_threads, _config.MIN_ROWS_PER_BLOCK, self._theta,
-                    *plan.net(self.dtype), self._loss, self._loss_kernel(), plan.drop, plan.drop_kernels(self.dtype),
+                    *plan.net(self.dtype), self._loss,
+                    self._loss_kernels(_losses.GRAD, *((_losses.METRICS,) if self.metrics else ())), plan.drop,
+                    plan.drop_kernels(self.dtype),
                     seed, opt.code, hyper, clipnorm, self._m, self._v, ws["coef"], plan.n_weights, ws["xb"], ws["ybi"],
                     ws["ybf"], ws["wb"], ws["abuf"], ws["zbuf"], ws["gbuf"], ws["gpart"], ws["lpart"], mpart, ws["sq"],
                     acc,
@@ -608,7 +612,8 @@ class Sequential:
         with compute_threads() as n_threads:
             nb = engine.n_blocks(n, n_threads, _config.MIN_ROWS_PER_BLOCK)
             la = engine.LossArgs(
-                out, yi, yf, np.zeros(0) if sw is None else sw, self._loss, self._loss_kernel(), np.zeros(nb)
+                out, yi, yf, np.zeros(0) if sw is None else sw, self._loss, self._loss_kernels(_losses.VALUE),
+                np.zeros(nb),
             )  # fmt: skip
             total = engine.loss_sum(la, nb, engine.loss_address(la))
         weight = float(n if sw is None else sw.sum())
@@ -629,7 +634,7 @@ class Sequential:
             zbuf = np.empty(nb * chunk * width, dtype=self.dtype)
             f = engine.ForwardArgs(
                 X, self._theta, *plan.net(self.dtype), chunk, abuf, zbuf, bool(link), self._loss,
-                self._loss_kernel(), out,
+                self._loss_kernels(*((_losses.LINK,) if link else ())), out,
             )  # fmt: skip
             engine.forward(f, nb, engine.forward_address(f))
         return out
@@ -782,8 +787,8 @@ class Sequential:
             # share one compiled body
             return engine.TrainArgs(
                 X, yi, yf, swk, np.arange(n), n, nb, 1, self._theta, *plan.net(self.dtype), self._loss,
-                self._loss_kernel(), np.zeros(0), np.zeros(0, np.int64), np.uint64(0), 0, np.zeros(6), 0.0, empty,
-                empty, np.zeros(N_COEF, dtype=dt), 0, *bufs,
+                self._loss_kernels(_losses.GRAD), np.zeros(0), np.zeros(0, np.int64), np.uint64(0), 0, np.zeros(6),
+                0.0, empty, empty, np.zeros(N_COEF, dtype=dt), 0, *bufs,
             )  # fmt: skip
 
         bodies = np.array([engine.block_address(record()), 0, 0], dtype=np.int64)

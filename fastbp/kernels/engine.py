@@ -52,7 +52,8 @@ class TrainArgs(NamedTuple):
     the work is split into), ``min_rows`` (fewest rows a row block gets). The network:
     ``theta``, ``sizes``, ``fwd``/``bwd`` (each layer's activation kernels, from
     ``activations.addresses``), ``woff``, ``boff``, ``coff`` (module docstring),
-    ``loss`` code, ``drop`` (dropout rate per slot, or empty), ``dropk`` (the dropout kernels,
+    ``loss`` code, ``lossk`` (its kernels, ``losses.loss_kernels``), ``drop`` (dropout rate
+    per slot, or empty), ``dropk`` (the dropout kernels,
     ``dropout.dropout_addresses``, or empty), ``seed`` (uint64, the
     epoch's dropout seed). The optimizer: ``opt`` code, ``hyper`` (float64), ``clipnorm``
     (0: none), state ``m``, ``v``, scratch ``coef``, ``n_decay`` (weights decayed). Work
@@ -78,7 +79,7 @@ class TrainArgs(NamedTuple):
     boff: np.ndarray
     coff: np.ndarray
     loss: int
-    lossk: int
+    lossk: np.ndarray
     drop: np.ndarray
     dropk: np.ndarray
     seed: np.uint64
@@ -122,7 +123,7 @@ class ForwardArgs(NamedTuple):
     zbuf: np.ndarray
     link: bool
     loss: int
-    lossk: int
+    lossk: np.ndarray
     out: np.ndarray
 
 
@@ -136,7 +137,7 @@ class LossArgs(NamedTuple):
     yf: np.ndarray
     sw: np.ndarray
     loss: int
-    lossk: int
+    lossk: np.ndarray
     lpart: np.ndarray
 
 

@@ -350,7 +350,8 @@ CROSS_ENTROPY, BINARY_CROSS_ENTROPY, MSE, HUBER, POISSON = (LOSSES[loss.name] fo
 
 # ---------------------------------------------------------------- the kernel
 
-GRAD, VALUE, METRICS, LINK = range(4)  # what a call of the kernel does
+GRAD, VALUE, METRICS, LINK = range(4)  # the four functions, each its own kernel
+_MODE_NAMES = ("grad", "value", "metrics", "link")
 
 LOSS_SIG = types.float64(
     types.voidptr, types.voidptr, types.voidptr, types.voidptr, types.voidptr, types.intp, types.intp, types.intp,
@@ -359,24 +360,26 @@ LOSS_SIG = types.float64(
 
 F_GRAD = F_VALUE = F_METRICS = F_LINK = None  # bound per compiled copy of loss_kernel
 DTYPE = np.float64
+MODE = GRAD
 
 
 def loss_kernel(ap, yip, yfp, swp, outp, n, k, nyi, nyf, nsw, scale, mode):
-    """One loss's four functions behind one C entry point: ``mode`` picks :data:`GRAD`
-    (``out`` is g), :data:`VALUE`, :data:`METRICS` (``out`` is acc, float64) or
-    :data:`LINK` (in place on ``a``). Arrays: ``a`` (n, k), ``yi`` (nyi,), ``yf`` (nyf, k),
-    ``sw`` (nsw,) float64."""
+    """One of a loss's four functions as a C entry point, compiled per ``MODE``:
+    :data:`GRAD` (``out`` is g), :data:`VALUE`, :data:`METRICS` (``out`` is acc, float64)
+    or :data:`LINK` (in place on ``a``); the other branches are pruned at compile time (a
+    comparison of two constants). Arrays: ``a`` (n, k), ``yi`` (nyi,), ``yf`` (nyf, k),
+    ``sw`` (nsw,) float64. ``mode`` is unused (one signature for all four)."""
     a = carray(ap, (n, k), DTYPE)
     yi = carray(yip, (nyi,), np.int64)
     yf = carray(yfp, (nyf, k), DTYPE)
     sw = carray(swp, (nsw,), np.float64)
-    if mode == GRAD:
+    if MODE == GRAD:
         return F_GRAD(a, yi, yf, sw, scale, carray(outp, (n, k), DTYPE))
-    if mode == VALUE:
+    if MODE == VALUE:
         return F_VALUE(a, yi, yf, sw)
-    if mode == METRICS:
+    if MODE == METRICS:
         F_METRICS(a, yi, yf, sw, carray(outp, (3,), np.float64))
-    else:
+    if MODE == LINK:
         F_LINK(a)
     return 0.0
 
@@ -385,11 +388,12 @@ _kernels: dict[tuple, object] = {}
 _lock = threading.Lock()
 
 
-def loss_address(code: int, dtype: object) -> int:
-    """Address of :func:`loss_kernel` for loss ``code`` and float ``dtype`` (compiled, or
-    loaded from Numba's cache, on first use in a process; valid in this process only)."""
+def loss_address(code: int, dtype: object, mode: int) -> int:
+    """Address of :func:`loss_kernel` for loss ``code``, float ``dtype`` and ``mode``
+    (compiled, or loaded from Numba's cache, on first use in a process; valid in this
+    process only)."""
     dt = np.dtype(dtype)
-    key = (int(code), dt)
+    key = (int(code), dt, int(mode))
     compiled = _kernels.get(key)
     if compiled is None:
         with _lock:
@@ -397,24 +401,36 @@ def loss_address(code: int, dtype: object) -> int:
             if compiled is None:
                 loss = REGISTRY[code]
                 glb = {"F_GRAD": loss.grad, "F_VALUE": loss.value, "F_METRICS": loss.metrics,
-                       "F_LINK": loss.link, "DTYPE": dt.type}  # fmt: skip
-                compiled = cfunc(LOSS_SIG, **SERIAL)(specialise(loss_kernel, f"{loss.name}_{dt.name}", glb))
+                       "F_LINK": loss.link, "DTYPE": dt.type, "MODE": int(mode)}  # fmt: skip
+                suffix = f"{loss.name}_{dt.name}_{_MODE_NAMES[mode]}"
+                compiled = cfunc(LOSS_SIG, **SERIAL)(specialise(loss_kernel, suffix, glb))
                 _kernels[key] = compiled
     return compiled.address
 
 
+def loss_kernels(code: int, dtype: object, *modes: int) -> np.ndarray:
+    """int64 addresses of loss ``code``'s kernels in ``dtype``, indexed by mode; 0 for the
+    modes not asked for (never compiled)."""
+    out = np.zeros(4, dtype=np.int64)
+    for mode in modes:
+        out[mode] = loss_address(code, dtype, mode)
+    return out
+
+
 @njit(**INLINE)
 def call_loss(lossk, a, yi, yf, sw, out, scale, mode):
-    """Call the loss kernel ``lossk`` (:func:`loss_address`) from compiled code; every array
+    """Call kernel ``lossk[mode]`` (:func:`loss_kernels`) from compiled code; every array
     C-contiguous (``out``: g for :data:`GRAD`, acc for :data:`METRICS`, else anything)."""
     return call_f64(
-        lossk, (a, yi, yf, sw, out, a.shape[0], a.shape[1], yi.shape[0], yf.shape[0], sw.shape[0], scale, mode)
+        lossk[mode], (a, yi, yf, sw, out, a.shape[0], a.shape[1], yi.shape[0], yf.shape[0], sw.shape[0], scale, mode)
     )  # fmt: skip
 
 
 @njit(**SERIAL)
-def _call_loss_py(lossk, a, yi, yf, sw, out, scale, mode):
-    return call_loss(lossk, a, yi, yf, sw, out, scale, np.int64(mode))
+def _call_loss_py(addr, a, yi, yf, sw, out, scale, mode):
+    return call_f64(
+        addr, (a, yi, yf, sw, out, a.shape[0], a.shape[1], yi.shape[0], yf.shape[0], sw.shape[0], scale, mode)
+    )  # fmt: skip
 
 
 def _c(x: np.ndarray) -> np.ndarray:
@@ -450,16 +466,16 @@ def loss_grad(a: np.ndarray, yi: np.ndarray, yf: np.ndarray, sw: np.ndarray, los
         Weighted sum of the per-sample (cross-entropy) or per-element losses over the block.
     """
     yf = yf.reshape(-1, a.shape[1]) if yf.size == 0 else yf
-    return _call_loss_py(loss_address(loss, a.dtype), _c(a), _c(yi), _c(yf), _c(sw).astype(np.float64, copy=False),
-                         g, float(scale), GRAD)  # fmt: skip
+    return _call_loss_py(loss_address(loss, a.dtype, GRAD), _c(a), _c(yi), _c(yf),
+                         _c(sw).astype(np.float64, copy=False), g, float(scale), GRAD)  # fmt: skip
 
 
 def loss_value(a: np.ndarray, yi: np.ndarray, yf: np.ndarray, sw: np.ndarray, loss: int) -> float:
     """Weighted sum of per-sample (cross-entropy) or per-element losses; no gradient.
     ``sw`` as in :func:`loss_grad` (empty: unweighted)."""
     yf = yf.reshape(-1, a.shape[1]) if yf.size == 0 else yf
-    return _call_loss_py(loss_address(loss, a.dtype), _c(a), _c(yi), _c(yf), _c(sw).astype(np.float64, copy=False),
-                         np.zeros(3), 0.0, VALUE)  # fmt: skip
+    return _call_loss_py(loss_address(loss, a.dtype, VALUE), _c(a), _c(yi), _c(yf),
+                         _c(sw).astype(np.float64, copy=False), np.zeros(3), 0.0, VALUE)  # fmt: skip
 
 
 def metric_sums_(a: np.ndarray, yi: np.ndarray, yf: np.ndarray, sw: np.ndarray, loss: int, acc: np.ndarray) -> None:
@@ -473,12 +489,12 @@ def metric_sums_(a: np.ndarray, yi: np.ndarray, yf: np.ndarray, sw: np.ndarray, 
     ``fastbp.metrics`` computes from ``predict``.
     """
     yf = yf.reshape(-1, a.shape[1]) if yf.size == 0 else yf
-    _call_loss_py(loss_address(loss, a.dtype), _c(a), _c(yi), _c(yf), _c(sw).astype(np.float64, copy=False), acc,
-                  0.0, METRICS)  # fmt: skip
+    _call_loss_py(loss_address(loss, a.dtype, METRICS), _c(a), _c(yi), _c(yf), _c(sw).astype(np.float64, copy=False),
+                  acc, 0.0, METRICS)  # fmt: skip
 
 
 def link_(a: np.ndarray, loss: int) -> None:
     """Apply the loss's output link in place (C-contiguous ``a``): softmax rows, sigmoid,
     exp, or nothing."""
     e = np.zeros(0)
-    _call_loss_py(loss_address(loss, a.dtype), a, np.zeros(0, np.int64), a[:0], e, e, 0.0, LINK)
+    _call_loss_py(loss_address(loss, a.dtype, LINK), a, np.zeros(0, np.int64), a[:0], e, e, 0.0, LINK)
