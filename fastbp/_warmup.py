@@ -22,6 +22,7 @@ import numba
 import numpy as np
 
 from . import _threads
+from .kernels import activations, dropout, losses, optim
 from .kernels.losses import BINARY_CROSS_ENTROPY, CROSS_ENTROPY, POISSON
 from .layers import Dense
 from .model import Sequential, _column_split
@@ -43,6 +44,21 @@ def _scratch(model: Sequential | None, dtype: object) -> Sequential:
     scratch.history = None
     scratch._workspace = None
     return scratch
+
+
+def _registry(dtype: object) -> None:
+    """Compile (or load) every registered activation, loss and optimizer kernel for
+    ``dtype``, and the dropout kernels, whichever network will use them."""
+    dt = np.dtype(dtype)
+    for code in range(len(activations.REGISTRY)):
+        activations.addresses(np.array([code]), dt)
+    for code in range(len(losses.REGISTRY)):
+        losses.loss_kernels(code, dt, *range(4))
+    dropout.dropout_addresses(dt)
+    P = optim.CHUNK + 1  # the arrays' types are what matters: as ``fit`` passes them
+    theta, gpart, coef, hyper = np.zeros(P, dt), np.zeros((2, P), dt), np.zeros(optim.N_COEF, dt), np.zeros(6)
+    for code in optim.OPTIMIZERS.values():
+        optim.update_address(code, theta, gpart, theta, theta, coef, hyper)
 
 
 def _targets(model: Sequential, rng: np.random.Generator) -> np.ndarray:
@@ -89,6 +105,8 @@ def warmup(model: Sequential | None = None, *, dtype: object = "float32") -> flo
     """
     start = time.perf_counter()
     scratch = _scratch(model, dtype)
+    if model is None:
+        _registry(scratch.dtype)
     rng = np.random.default_rng(0)
     n_features = scratch.n_features or 8
     X = rng.standard_normal((_ROWS, n_features)).astype(scratch.dtype)

@@ -94,6 +94,8 @@ for info in pkgutil.iter_modules(kernels.__path__):
         stats = getattr(obj, "stats", None)
         if getattr(obj, "__module__", None) == mod.__name__ and stats is not None and sum(stats.cache_misses.values()):
             compiled.append(mod.__name__ + "." + attr)
+from fastbp.kernels import launch
+compiled += [name for name, callback in launch.CALLBACKS.items() if callback.cache_hits == 0]
 print(json.dumps({"compiled": compiled, "splits": splits, "threads": numba.config.NUMBA_NUM_THREADS}))
 """
 

@@ -36,11 +36,11 @@ from typing import NamedTuple
 
 import numpy as np
 from llvmlite import ir as llvm_ir
-from numba import carray, cfunc, njit, types
+from numba import carray, njit, types
 from numba.extending import intrinsic
 
 from .._config import INLINE, SERIAL
-from .launch import call_void, specialise
+from .launch import call_void, compile_callback, specialise
 
 LEAKY_SLOPE = 0.01
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
@@ -466,7 +466,7 @@ def kernel_address(template: Callable, code: int, dtype: object) -> int:
                     "DTYPE": dt.type,
                 }
                 copy = specialise(template, f"{act.name}_{dt.name}", glb)
-                compiled = cfunc(KERNEL_SIG, **SERIAL)(copy)
+                compiled = compile_callback(KERNEL_SIG, copy)
                 _kernels[key] = compiled
     return compiled.address
 

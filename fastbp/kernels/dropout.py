@@ -26,10 +26,10 @@ from __future__ import annotations
 import threading
 
 import numpy as np
-from numba import carray, cfunc, njit, types
+from numba import carray, njit, types
 
 from .._config import INLINE, SERIAL
-from .launch import call_void, specialise
+from .launch import call_void, compile_callback, specialise
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -175,8 +175,8 @@ def dropout_addresses(dtype: object) -> np.ndarray:
             found = _kernels.get(dt)
             if found is None:
                 glb = {"DTYPE": dt.type}
-                fwd = cfunc(FORWARD_SIG, **SERIAL)(specialise(dropout_forward_kernel, dt.name, glb))
-                bwd = cfunc(BACKWARD_SIG, **SERIAL)(specialise(dropout_backward_kernel, dt.name, glb))
+                fwd = compile_callback(FORWARD_SIG, specialise(dropout_forward_kernel, dt.name, glb))
+                bwd = compile_callback(BACKWARD_SIG, specialise(dropout_backward_kernel, dt.name, glb))
                 found = _kernels[dt] = (fwd, bwd)
     return np.array([found[0].address, found[1].address], dtype=np.int64)
 

@@ -40,6 +40,7 @@ import numpy as np
 from llvmlite import ir
 from numba import cfunc, njit, prange, types
 from numba.core import cgutils
+from numba.core.errors import TypingError
 from numba.extending import intrinsic
 from numba.np.arrayobj import make_array
 
@@ -63,7 +64,7 @@ def _c_arguments(context, builder, tys, vals) -> tuple[list, list]:
     for ty, v in zip(tys, vals):
         if isinstance(ty, types.Array):
             if ty.layout != "C":
-                raise TypeError(f"arrays passed to a C function must be C-contiguous, got {ty}")
+                raise TypingError(f"arrays passed to a C function must be C-contiguous, got {ty}")
             lltys.append(_VOIDP)
             llvals.append(builder.bitcast(make_array(ty)(context, builder, v).data, _VOIDP))
         elif isinstance(ty, (types.Integer, types.Boolean)):
@@ -85,7 +86,7 @@ def call_void(typingctx, addr, args):
         return None
     for ty in args:
         if isinstance(ty, types.Array) and ty.layout != "C":
-            raise TypeError(f"arrays passed to a C function must be C-contiguous, got {ty}")
+            raise TypingError(f"arrays passed to a C function must be C-contiguous, got {ty}")
     sig = types.void(addr, args)
 
     def codegen(context, builder, sig, llargs):
@@ -108,7 +109,7 @@ def call_f64(typingctx, addr, args):
         return None
     for ty in args:
         if isinstance(ty, types.Array) and ty.layout != "C":
-            raise TypeError(f"arrays passed to a C function must be C-contiguous, got {ty}")
+            raise TypingError(f"arrays passed to a C function must be C-contiguous, got {ty}")
     sig = types.float64(addr, args)
 
     def codegen(context, builder, sig, llargs):
@@ -131,7 +132,7 @@ def pack(typingctx, scalars, scalars_type, record):
     if not isinstance(scalars_type, types.TypeRef):
         return None
     if scalars != scalars_type.instance_type:
-        raise TypeError(f"context scalars are {scalars}, the body expects {scalars_type.instance_type}")
+        raise TypingError(f"context scalars are {scalars}, the body expects {scalars_type.instance_type}")
     ctx = types.Tuple((scalars, record))
     sig = types.int64(scalars, scalars_type, record)
 
@@ -186,8 +187,20 @@ def run_serial(body, n, ctx):
         call_void(body, (np.int64(t), n, ctx))
 
 
+#: Every C callback compiled (or loaded from the cache) in this process, by qualified
+#: name: ``cache_hits`` is 0 for one compiled here (tests check a warm cache by it).
+CALLBACKS: dict[str, object] = {}
+
 _compiled: dict[tuple, object] = {}
 _lock = threading.Lock()
+
+
+def compile_callback(sig: types.Type, fn: Callable) -> object:
+    """``numba.cfunc(sig)`` of the plain function ``fn`` (usually a :func:`specialise` copy),
+    with the kernels' options; recorded in :data:`CALLBACKS`."""
+    compiled = cfunc(sig, **SERIAL)(fn)
+    CALLBACKS[f"{fn.__module__}.{fn.__qualname__}"] = compiled
+    return compiled
 
 
 def specialise(fn: Callable, suffix: str, bindings: dict) -> Callable:
@@ -222,7 +235,7 @@ def body_address(
                 digest = hashlib.sha256(str(ctx_type).encode()).hexdigest()[:16]
                 glb = {"CTX": ctx_type, **(bindings or {})}
                 suffix = f"{name}_{digest}" if name else digest
-                compiled = cfunc(BODY_SIG, **SERIAL)(specialise(fn, suffix, glb))
+                compiled = compile_callback(BODY_SIG, specialise(fn, suffix, glb))
                 _compiled[key] = compiled
     return compiled.address
 

@@ -45,11 +45,11 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
-from numba import carray, cfunc, njit, types
+from numba import carray, njit, types
 
 from .._config import INLINE, SERIAL
 from .activations import sigmoid, softplus
-from .launch import call_f64, specialise
+from .launch import call_f64, compile_callback, specialise
 
 HUBER_DELTA = 1.0
 #: Poisson log-rates are clipped at this value (rates up to e^50, about 5e21) in the link,
@@ -403,7 +403,7 @@ def loss_address(code: int, dtype: object, mode: int) -> int:
                 glb = {"F_GRAD": loss.grad, "F_VALUE": loss.value, "F_METRICS": loss.metrics,
                        "F_LINK": loss.link, "DTYPE": dt.type, "MODE": int(mode)}  # fmt: skip
                 suffix = f"{loss.name}_{dt.name}_{_MODE_NAMES[mode]}"
-                compiled = cfunc(LOSS_SIG, **SERIAL)(specialise(loss_kernel, suffix, glb))
+                compiled = compile_callback(LOSS_SIG, specialise(loss_kernel, suffix, glb))
                 _kernels[key] = compiled
     return compiled.address
 
