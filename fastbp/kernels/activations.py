@@ -497,7 +497,8 @@ def addresses(codes: np.ndarray, dtype: object) -> tuple[np.ndarray, np.ndarray]
 def bias_act_cols_(z, b, fwd, a, c0, c1):
     """z += b, then a = f(z), on columns ``c0:c1`` of the C-contiguous (n, m) blocks ``z``
     and ``a``; ``fwd`` is the activation's forward kernel address (:func:`addresses`).
-    ``a`` must not alias ``z``."""
+    ``a`` may be ``z`` for activations not in :data:`NEEDS_Z`, but the pass then runs
+    unvectorised (module docstring); the engine passes separate buffers."""
     call_void(fwd, (z, b, a, z.shape[0], z.shape[1], c0, c1))
 
 

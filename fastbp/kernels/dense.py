@@ -20,8 +20,8 @@ from .blas import gemm
 @njit(**INLINE)
 def dense_forward(x, w, b, fwd, z, a):
     """z = x @ w + b, a = f(z): GEMM, then bias and activation fused in one pass; ``fwd``
-    is the activation's forward kernel (``activations.addresses``). ``a`` must not alias
-    ``z``."""
+    is the activation's forward kernel (``activations.addresses``). ``a`` may alias ``z``
+    when the derivative needs only the output (see ``activations.bias_act_cols_``)."""
     gemm(x, False, w, False, z)
     bias_act_(z, b, fwd, a)
 

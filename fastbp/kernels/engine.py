@@ -176,7 +176,7 @@ def _forward_rows(x, r0, r1, theta, sizes, fwd, bwd, woff, boff, coff, R, abuf, 
     L = fwd.shape[0]
     for l in range(L):
         a = _region(abuf, R, coff, sizes, l)[r0:r1]
-        z = _region(zbuf, R, coff, sizes, l)[r0:r1]  # never a: see activations.bias_act_cols_
+        z = _region(zbuf, R, coff, sizes, l)[r0:r1]  # never a: see activations.bias_act_cols_ (aliasing)
         b = theta[boff[l] : boff[l] + sizes[l + 1]]
         dense_forward(inp, _weights(theta, sizes, woff, l), b, fwd[l], z, a)
         if drop.shape[0] > 0 and drop[l + 1] > 0:
