@@ -634,7 +634,7 @@ class Sequential:
             zbuf = np.empty(nb * chunk * width, dtype=self.dtype)
             f = engine.ForwardArgs(
                 X, self._theta, *plan.net(self.dtype), chunk, abuf, zbuf, bool(link), self._loss,
-                self._loss_kernels(*((_losses.LINK,) if link else ())), out,
+                self._loss_kernels(*((_losses.LINK,) if link else ())), out, np.zeros(0),
             )  # fmt: skip
             engine.forward(f, nb, engine.forward_address(f))
         return out

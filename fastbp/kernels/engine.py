@@ -108,7 +108,9 @@ class ForwardArgs(NamedTuple):
     """What :func:`forward` reads and writes: input ``X``, the network (as in
     :class:`TrainArgs`), rows per chunk ``chunk``, per-thread buffers ``abuf``/``zbuf``
     (each thread ``chunk * coff[-1]`` elements), ``link`` (apply the loss's output link),
-    the ``loss`` code and the output ``out`` (N, k)."""
+    the ``loss`` code and its kernels ``lossk``, the output ``out`` (N, k), and an empty
+    float64 array ``nodrop`` (no dropout at inference; passed in, since allocating it in
+    compiled code would compile NumPy's allocator into the body)."""
 
     X: np.ndarray
     theta: np.ndarray
@@ -125,6 +127,7 @@ class ForwardArgs(NamedTuple):
     loss: int
     lossk: np.ndarray
     out: np.ndarray
+    nodrop: np.ndarray
 
 
 class LossArgs(NamedTuple):
@@ -397,7 +400,6 @@ def _forward_block(t, nb, f):
     N = X.shape[0]
     L = f.fwd.shape[0]
     C = coff[L]
-    nodrop = np.zeros(0)
     key = np.uint64(0)
     r0 = t * N // nb
     r1 = (t + 1) * N // nb
@@ -409,7 +411,7 @@ def _forward_block(t, nb, f):
         e = min(r1, s + chunk)
         # np.int64(0), not 0: a literal argument would compile a second specialisation
         _forward_rows(X[s:e], np.int64(0), e - s, f.theta, sizes, f.fwd, f.bwd, f.woff, f.boff, coff, chunk, at, zt,
-                      nodrop, sizes[:0], key)  # fmt: skip
+                      f.nodrop, sizes[:0], key)  # fmt: skip
         o = f.out[s:e]
         # copy the last layer's rows (element loops: an array slice assignment would
         # compile Numba's shape-mismatch error formatting, seconds of cold compile)

@@ -37,6 +37,7 @@ import types as pytypes
 from collections.abc import Callable
 
 import numpy as np
+from llvmlite import binding as llvm
 from llvmlite import ir
 from numba import cfunc, njit, prange, types
 from numba.core import cgutils
@@ -170,6 +171,30 @@ def _run_parallel(body, n, ctx):
         call_void(body, (np.int64(t), n, ctx))
 
 
+def _launcher(body, n, ctx):
+    _run_parallel(body, n, ctx)
+
+
+#: The name under which the compiled :func:`_launcher` is known to LLVM (registered by
+#: :func:`_register_launcher`, as Numba registers its own C helpers): callers reach the
+#: parallel loop by this symbol, so its code (Numba's whole parfor machinery) lives in one
+#: compiled module instead of being linked into every caller.
+_LAUNCHER_SYMBOL = "fastbp_run_blocks"
+
+
+@intrinsic
+def _call_launcher(typingctx, body, n, ctx):
+    sig = types.void(types.int64, types.int64, types.int64)
+
+    def codegen(context, builder, sig, args):
+        i64 = ir.IntType(64)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i64] * 3), _LAUNCHER_SYMBOL)
+        builder.call(fn, args)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
 @njit(**SERIAL)
 def run_blocks(body, n, ctx):
     """``body(t, n, ctx)`` for every ``t`` in ``0 .. n-1``, on Numba's threads; a single
@@ -177,7 +202,7 @@ def run_blocks(body, n, ctx):
     if n == 1:
         call_void(body, (np.int64(0), n, ctx))
     else:
-        _run_parallel(body, n, ctx)
+        _call_launcher(np.int64(body), np.int64(n), np.int64(ctx))
 
 
 @njit(**SERIAL)
@@ -216,6 +241,22 @@ def specialise(fn: Callable, suffix: str, bindings: dict) -> Callable:
     return copy
 
 
+_launcher_cfunc = None
+
+
+def _register_launcher() -> None:
+    """Compile (or load) :func:`_launcher` and register its address as
+    :data:`_LAUNCHER_SYMBOL`; before any caller of :func:`run_blocks` is compiled or loaded
+    (:func:`body_address` calls it: every caller needs a body address first)."""
+    global _launcher_cfunc
+    if _launcher_cfunc is None:
+        with _lock:
+            if _launcher_cfunc is None:
+                compiled = compile_callback(BODY_SIG, _launcher)
+                llvm.add_symbol(_LAUNCHER_SYMBOL, compiled.address)
+                _launcher_cfunc = compiled
+
+
 def body_address(
     fn: Callable, scalars_type: types.Type, record: object, name: str = "", bindings: dict | None = None
 ) -> int:  # fmt: skip
@@ -225,6 +266,7 @@ def body_address(
     example the optimizer a body is compiled for)."""
     from numba import typeof
 
+    _register_launcher()
     ctx_type = types.Tuple((scalars_type, typeof(record)))
     key = (fn, ctx_type, name)
     compiled = _compiled.get(key)
