@@ -30,7 +30,6 @@ export (``onnx_export.py``) maps it by name.
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -40,7 +39,7 @@ from numba import carray, njit, types
 from numba.extending import intrinsic
 
 from .._config import INLINE, SERIAL
-from .launch import call_void, compile_callback, specialise
+from .launch import cached_callback, call_void, compile_callback, specialise
 
 LEAKY_SLOPE = 0.01
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
@@ -443,32 +442,23 @@ def act_backward_kernel(gp, ap, zp, n, ld, c0, c1):
             gi[j] *= DF(ai[j], zi[j])
 
 
-_kernels: dict[tuple, object] = {}
-_lock = threading.Lock()
-
-
 def kernel_address(template: Callable, code: int, dtype: object) -> int:
     """Address of ``template`` (:func:`bias_act_kernel` or :func:`act_backward_kernel`)
     compiled for activation ``code`` and float ``dtype``, on first use in a process (or
     loaded from Numba's cache)."""
     dt = np.dtype(dtype)
-    key = (template, code, dt)
-    compiled = _kernels.get(key)
-    if compiled is None:
-        with _lock:
-            compiled = _kernels.get(key)
-            if compiled is None:
-                act = REGISTRY[code]
-                f32 = dt == np.float32
-                glb = {
-                    "F": (act.f32 or act.f) if f32 else act.f,
-                    "DF": (act.df32 or act.df) if f32 else act.df,
-                    "DTYPE": dt.type,
-                }
-                copy = specialise(template, f"{act.name}_{dt.name}", glb)
-                compiled = compile_callback(KERNEL_SIG, copy)
-                _kernels[key] = compiled
-    return compiled.address
+    act = REGISTRY[code]
+
+    def build() -> object:
+        f32 = dt == np.float32
+        glb = {
+            "F": (act.f32 or act.f) if f32 else act.f,
+            "DF": (act.df32 or act.df) if f32 else act.df,
+            "DTYPE": dt.type,
+        }
+        return compile_callback(KERNEL_SIG, specialise(template, f"{act.name}_{dt.name}", glb))
+
+    return cached_callback((template, int(code), dt), build).address
 
 
 _addresses: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}

@@ -79,49 +79,44 @@ def _c_arguments(context, builder, tys, vals) -> tuple[list, list]:
     return lltys, llvals
 
 
-@intrinsic
-def call_void(typingctx, addr, args):
+def _c_caller(restype: types.Type, llrestype: ir.Type, doc: str):
+    """An intrinsic ``call(addr, args)`` calling the C function at address ``addr`` with the
+    tuple ``args`` (see :func:`_c_arguments`) and returning ``restype``."""
+
+    def call(typingctx, addr, args):
+        if not (isinstance(addr, types.Integer) and isinstance(args, types.BaseTuple)):
+            return None
+        for ty in args:
+            if isinstance(ty, types.Array) and ty.layout != "C":
+                raise TypingError(f"arrays passed to a C function must be C-contiguous, got {ty}")
+        sig = restype(addr, args)
+
+        def codegen(context, builder, sig, llargs):
+            tys = list(sig.args[1])
+            vals = [builder.extract_value(llargs[1], i) for i in range(len(tys))]
+            lltys, llvals = _c_arguments(context, builder, tys, vals)
+            fnty = ir.FunctionType(llrestype, lltys)
+            ptr = context.cast(builder, llargs[0], sig.args[0], types.intp)
+            result = builder.call(builder.inttoptr(ptr, fnty.as_pointer()), llvals)
+            return context.get_dummy_value() if restype == types.void else result
+
+        return sig, codegen
+
+    call.__doc__ = doc
+    return intrinsic(call)
+
+
+call_void = _c_caller(
+    types.void, ir.VoidType(),
     """Call the C function ``void f(...)`` at address ``addr`` with the tuple ``args``
-    (arrays as data pointers, integers as intp, floats as double)."""
-    if not (isinstance(addr, types.Integer) and isinstance(args, types.BaseTuple)):
-        return None
-    for ty in args:
-        if isinstance(ty, types.Array) and ty.layout != "C":
-            raise TypingError(f"arrays passed to a C function must be C-contiguous, got {ty}")
-    sig = types.void(addr, args)
+    (arrays as data pointers, integers as intp, floats as double).""",
+)  # fmt: skip
 
-    def codegen(context, builder, sig, llargs):
-        tys = list(sig.args[1])
-        vals = [builder.extract_value(llargs[1], i) for i in range(len(tys))]
-        lltys, llvals = _c_arguments(context, builder, tys, vals)
-        fnty = ir.FunctionType(ir.VoidType(), lltys)
-        ptr = context.cast(builder, llargs[0], sig.args[0], types.intp)
-        builder.call(builder.inttoptr(ptr, fnty.as_pointer()), llvals)
-        return context.get_dummy_value()
-
-    return sig, codegen
-
-
-@intrinsic
-def call_f64(typingctx, addr, args):
+call_f64 = _c_caller(
+    types.float64, ir.DoubleType(),
     """Call the C function ``double f(...)`` at address ``addr`` (arguments as for
-    :func:`call_void`) and return its result."""
-    if not (isinstance(addr, types.Integer) and isinstance(args, types.BaseTuple)):
-        return None
-    for ty in args:
-        if isinstance(ty, types.Array) and ty.layout != "C":
-            raise TypingError(f"arrays passed to a C function must be C-contiguous, got {ty}")
-    sig = types.float64(addr, args)
-
-    def codegen(context, builder, sig, llargs):
-        tys = list(sig.args[1])
-        vals = [builder.extract_value(llargs[1], i) for i in range(len(tys))]
-        lltys, llvals = _c_arguments(context, builder, tys, vals)
-        fnty = ir.FunctionType(ir.DoubleType(), lltys)
-        ptr = context.cast(builder, llargs[0], sig.args[0], types.intp)
-        return builder.call(builder.inttoptr(ptr, fnty.as_pointer()), llvals)
-
-    return sig, codegen
+    :func:`call_void`) and return its result.""",
+)  # fmt: skip
 
 
 @intrinsic
@@ -217,7 +212,7 @@ def run_serial(body, n, ctx):
 CALLBACKS: dict[str, object] = {}
 
 _compiled: dict[tuple, object] = {}
-_lock = threading.Lock()
+_lock = threading.RLock()  # re-entrant: a build may ask for another callback
 
 
 def compile_callback(sig: types.Type, fn: Callable) -> object:
@@ -257,6 +252,19 @@ def _register_launcher() -> None:
                 _launcher_cfunc = compiled
 
 
+def cached_callback(key: tuple, build: Callable[[], object]) -> object:
+    """The C callback stored under ``key`` in this process, made by ``build()`` (usually
+    :func:`compile_callback` of a :func:`specialise` copy) on first use. Thread-safe: two
+    threads asking at once compile it once."""
+    compiled = _compiled.get(key)
+    if compiled is None:
+        with _lock:
+            compiled = _compiled.get(key)
+            if compiled is None:
+                compiled = _compiled[key] = build()
+    return compiled
+
+
 def body_address(
     fn: Callable, scalars_type: types.Type, record: object, name: str = "", bindings: dict | None = None
 ) -> int:  # fmt: skip
@@ -268,21 +276,10 @@ def body_address(
 
     _register_launcher()
     ctx_type = types.Tuple((scalars_type, typeof(record)))
-    key = (fn, ctx_type, name)
-    compiled = _compiled.get(key)
-    if compiled is None:
-        with _lock:
-            compiled = _compiled.get(key)
-            if compiled is None:
-                digest = hashlib.sha256(str(ctx_type).encode()).hexdigest()[:16]
-                glb = {"CTX": ctx_type, **(bindings or {})}
-                suffix = f"{name}_{digest}" if name else digest
-                compiled = compile_callback(BODY_SIG, specialise(fn, suffix, glb))
-                _compiled[key] = compiled
-    return compiled.address
 
+    def build() -> object:
+        digest = hashlib.sha256(str(ctx_type).encode()).hexdigest()[:16]
+        suffix = f"{name}_{digest}" if name else digest
+        return compile_callback(BODY_SIG, specialise(fn, suffix, {"CTX": ctx_type, **(bindings or {})}))
 
-def addresses(record: object, *bodies: tuple[Callable, types.Type]) -> np.ndarray:
-    """int64 array of :func:`body_address` for each ``(fn, scalars_type)`` of ``bodies``,
-    all for contexts built on ``record``."""
-    return np.array([body_address(fn, st, record) for fn, st in bodies], dtype=np.int64)
+    return cached_callback((fn, ctx_type, name), build).address

@@ -40,7 +40,6 @@ Python (tests, diagnostics, validation metrics).
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -49,7 +48,7 @@ from numba import carray, njit, types
 
 from .._config import INLINE, SERIAL
 from .activations import sigmoid, softplus
-from .launch import call_f64, compile_callback, specialise
+from .launch import cached_callback, call_f64, compile_callback, specialise
 
 HUBER_DELTA = 1.0
 #: Poisson log-rates are clipped at this value (rates up to e^50, about 5e21) in the link,
@@ -384,28 +383,20 @@ def loss_kernel(ap, yip, yfp, swp, outp, n, k, nyi, nyf, nsw, scale, mode):
     return 0.0
 
 
-_kernels: dict[tuple, object] = {}
-_lock = threading.Lock()
-
-
 def loss_address(code: int, dtype: object, mode: int) -> int:
     """Address of :func:`loss_kernel` for loss ``code``, float ``dtype`` and ``mode``
     (compiled, or loaded from Numba's cache, on first use in a process; valid in this
     process only)."""
     dt = np.dtype(dtype)
-    key = (int(code), dt, int(mode))
-    compiled = _kernels.get(key)
-    if compiled is None:
-        with _lock:
-            compiled = _kernels.get(key)
-            if compiled is None:
-                loss = REGISTRY[code]
-                glb = {"F_GRAD": loss.grad, "F_VALUE": loss.value, "F_METRICS": loss.metrics,
-                       "F_LINK": loss.link, "DTYPE": dt.type, "MODE": int(mode)}  # fmt: skip
-                suffix = f"{loss.name}_{dt.name}_{_MODE_NAMES[mode]}"
-                compiled = compile_callback(LOSS_SIG, specialise(loss_kernel, suffix, glb))
-                _kernels[key] = compiled
-    return compiled.address
+    loss = REGISTRY[code]
+
+    def build() -> object:
+        glb = {"F_GRAD": loss.grad, "F_VALUE": loss.value, "F_METRICS": loss.metrics,
+               "F_LINK": loss.link, "DTYPE": dt.type, "MODE": int(mode)}  # fmt: skip
+        suffix = f"{loss.name}_{dt.name}_{_MODE_NAMES[mode]}"
+        return compile_callback(LOSS_SIG, specialise(loss_kernel, suffix, glb))
+
+    return cached_callback((loss_kernel, int(code), dt, int(mode)), build).address
 
 
 def loss_kernels(code: int, dtype: object, *modes: int) -> np.ndarray:
