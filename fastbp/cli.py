@@ -411,6 +411,7 @@ def _check_out_dir(path: str, option: str) -> None:
 # ---------------------------------------------------------------------------------- train
 def _add_train(subparsers: argparse._SubParsersAction) -> None:
     from .kernels.activations import ACTIVATIONS
+    from .optimizers import OPTIMIZERS
 
     p = subparsers.add_parser(
         "train", help="train an MLP on a CSV or .npz file and save it",
@@ -435,7 +436,7 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
                    help="regression loss (default mse); classification always uses cross_entropy")  # fmt: skip
     p.add_argument("--epochs", type=_positive_int, default=20, metavar="N", help="training epochs (default 20)")
     p.add_argument("--batch-size", type=_positive_int, default=32, metavar="N", help="batch size (default 32)")
-    p.add_argument("--optimizer", choices=("sgd", "adam", "adamw", "rmsprop"), default="adam",
+    p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adam",
                    help="optimizer, default settings except --lr (default adam)")  # fmt: skip
     p.add_argument("--lr", type=_positive_float, default=None, help="learning rate (default: the optimizer's)")
     p.add_argument("--seed", type=int, default=0, help="seed for initialisation, shuffling and the split (default 0)")

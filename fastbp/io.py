@@ -77,8 +77,8 @@ FORMAT_VERSION = 1
 #: Layer classes a file may name, looked up by these fixed names in ``fastbp.layers``
 #: (classes the installed fastbp does not have are skipped). Nothing else is ever imported.
 LAYER_CLASSES: tuple[str, ...] = ("Dense", "Dropout")
-#: Optimizer classes a file may name, looked up in ``fastbp.optimizers``.
-OPTIMIZER_CLASSES: tuple[str, ...] = ("SGD", "Adam", "AdamW", "RMSprop")
+#: Optimizer classes a file may name: those of ``fastbp.optimizers.OPTIMIZERS``.
+OPTIMIZER_CLASSES: tuple[str, ...] = tuple(cls.__name__ for cls in _optimizers_module.OPTIMIZERS.values())
 _BIT_GENERATORS: dict[str, type] = {
     cls.__name__: cls
     for cls in (np.random.PCG64, np.random.PCG64DXSM, np.random.MT19937, np.random.Philox, np.random.SFC64)

@@ -13,11 +13,12 @@ Needs the ``onnx`` package (``pip install fastbp[onnx]``, which also installs on
 
 from __future__ import annotations
 
-import math
 import os
 
 import numpy as np
 
+from .kernels.activations import ACTIVATIONS, REGISTRY
+from .kernels.activations import GELU_OPSET as GELU_OPSET  # the opset that has Gelu (re-exported)
 from .kernels.losses import POISSON_MAX_LOG
 from .model import Sequential
 
@@ -25,8 +26,6 @@ from .model import Sequential
 DEFAULT_OPSET = 17
 #: Oldest opset accepted (Softmax-13 normalises along one axis, as fastbp does).
 MIN_OPSET = 13
-#: First opset with an exact ``Gelu`` operator; older opsets build it from ``Erf``.
-GELU_OPSET = 20
 
 _LINKS = {"cross_entropy": "Softmax", "binary_cross_entropy": "Sigmoid", "poisson": "Exp"}
 
@@ -66,49 +65,23 @@ class _Graph:
         self.nodes.append(self.helper.make_node(op_type, inputs, [out], name=self.name(f"{op_type}_node"), **attrs))
         return out
 
+    @property
+    def double(self) -> bool:
+        """Whether the model (and so every tensor) is float64."""
+        return self.dtype == np.float64
+
+    def cast(self, x: str, double: bool) -> str:
+        """``x`` cast to float64 (``double``) or float32."""
+        to = self.onnx.TensorProto.DOUBLE if double else self.onnx.TensorProto.FLOAT
+        return self.op("Cast", [x], to=to)
+
     def activation(self, act: str, x: str) -> str:
-        """``f(x)``, as ``fastbp.kernels.activations._f`` defines it."""
-        if act == "identity":
-            return x
-        if act in ("sigmoid", "tanh", "relu"):
-            return self.op({"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "Relu"}[act], [x])
-        if act == "silu":  # x * sigmoid(x)
-            return self.op("Mul", [x, self.op("Sigmoid", [x])])
-        double = self.dtype == np.float64
-        if act == "leaky_relu":
-            if not double:
-                return self.op("LeakyRelu", [x], alpha=0.01)
-            # the alpha attribute is a float32 (0.00999999977...): keep fastbp's float64 slope
-            zero = self.const("zero", 0.0)
-            negative = self.op("Mul", [self.op("Min", [x, zero]), self.const("slope", 0.01)])
-            return self.op("Add", [self.op("Max", [x, zero]), negative])
-        if act == "elu":
-            if not double:
-                return self.op("Elu", [x], alpha=1.0)
-            # max(x, 0) + (exp(min(x, 0)) - 1): exactly x for x > 0 (onnxruntime has no double Elu)
-            zero = self.const("zero", 0.0)
-            expm1 = self.op("Sub", [self.op("Exp", [self.op("Min", [x, zero])]), self.const("one", 1.0)])
-            return self.op("Add", [self.op("Max", [x, zero]), expm1])
-        if act == "softplus":
-            if not double:
-                return self.op("Softplus", [x])
-            # max(x, 0) + log(1 + exp(-|x|)), overflow-free as fastbp's (no double Softplus in onnxruntime)
-            tail = self.op("Exp", [self.op("Neg", [self.op("Abs", [x])])])
-            log1p = self.op("Log", [self.op("Add", [tail, self.const("one", 1.0)])])
-            return self.op("Add", [self.op("Relu", [x]), log1p])
-        if act == "gelu":  # exact form: 0.5 x (1 + erf(x / sqrt(2)))
-            if self.opset >= GELU_OPSET and not double:
-                return self.op("Gelu", [x], approximate="none")
-            u = self.op("Mul", [x, self.const("inv_sqrt2", 1.0 / math.sqrt(2.0))])
-            if double:
-                # onnxruntime has no double Erf kernel: erf runs in float32 (error about 1e-7)
-                f32 = self.onnx.TensorProto.FLOAT
-                erf = self.op("Cast", [self.op("Erf", [self.op("Cast", [u], to=f32)])], to=self.onnx.TensorProto.DOUBLE)
-            else:
-                erf = self.op("Erf", [u])
-            half_x = self.op("Mul", [x, self.const("half", 0.5)])
-            return self.op("Mul", [half_x, self.op("Add", [erf, self.const("one", 1.0)])])
-        raise ValueError(f"cannot export activation {act!r} to ONNX")
+        """``f(x)``: the ONNX form of the activation's registry entry
+        (``fastbp.kernels.activations.REGISTRY``)."""
+        code = ACTIVATIONS.get(act)
+        if code is None:
+            raise ValueError(f"cannot export activation {act!r} to ONNX")
+        return REGISTRY[code].onnx(self, x)
 
 
 def export_onnx(model: Sequential, path: str | os.PathLike, *, opset: int | None = None):

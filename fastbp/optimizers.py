@@ -163,7 +163,14 @@ class RMSprop(Optimizer):
         return [self.lr_at(epoch), self.momentum, self.alpha, self.eps, self.weight_decay, 0.0]
 
 
-_BY_NAME = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop}
+def _subclasses(cls: type) -> list[type]:
+    return [c for sub in cls.__subclasses__() for c in (sub, *_subclasses(sub))]
+
+
+#: Name -> class of every optimizer: each class's name is its kernel code's
+#: (``fastbp.kernels.optim.NAMES``).
+OPTIMIZERS: dict[str, type] = {optim.NAMES[cls.code]: cls for cls in _subclasses(Optimizer) if cls.code >= 0}
+_BY_NAME = OPTIMIZERS
 
 
 def get_optimizer(optimizer: str | Optimizer) -> Optimizer:

@@ -22,9 +22,9 @@ element when they alias).
 All kernels here are serial and act on a block of rows: the engine hands each thread its
 own row block (see ``engine.py``), so parallelism lives one level up.
 
-Adding an activation is one entry in :data:`REGISTRY` (with its element functions
-above it), its NumPy twin in ``tests/reference.py`` and its line in README; the ONNX
-export (``onnx_export.py``) maps it by name.
+Adding an activation is one entry in :data:`REGISTRY` (with its element functions and its
+ONNX form above it), its NumPy twin in ``tests/reference.py`` (the tests run over every
+registered name) and its line in README.
 """
 
 from __future__ import annotations
@@ -353,6 +353,73 @@ def _d_silu_f32(a, z):
     return s * (1.0 + z * (1.0 - s))
 
 
+# ---------------------------------------------------------------- ONNX forms
+# f(x) as ONNX nodes, for ``onnx_export``: ``g`` is its graph builder (``g.op(type, inputs,
+# **attrs)`` and ``g.const(stem, value)`` return output names; ``g.double`` is True for a
+# float64 model, ``g.opset`` the opset; ``g.cast(x, double)``), ``x`` the input's name.
+# onnxruntime has no float64 Elu, Softplus or Erf, so float64 models get exact equivalents.
+
+#: First ONNX opset with an exact ``Gelu`` operator; older opsets build it from ``Erf``.
+GELU_OPSET = 20
+
+
+def _onnx_identity(g, x):
+    return x
+
+
+def _onnx_sigmoid(g, x):
+    return g.op("Sigmoid", [x])
+
+
+def _onnx_tanh(g, x):
+    return g.op("Tanh", [x])
+
+
+def _onnx_relu(g, x):
+    return g.op("Relu", [x])
+
+
+def _onnx_silu(g, x):  # x * sigmoid(x)
+    return g.op("Mul", [x, g.op("Sigmoid", [x])])
+
+
+def _onnx_leaky_relu(g, x):
+    if not g.double:
+        return g.op("LeakyRelu", [x], alpha=LEAKY_SLOPE)
+    # the alpha attribute is a float32 (0.00999999977...): keep fastbp's float64 slope
+    zero = g.const("zero", 0.0)
+    negative = g.op("Mul", [g.op("Min", [x, zero]), g.const("slope", LEAKY_SLOPE)])
+    return g.op("Add", [g.op("Max", [x, zero]), negative])
+
+
+def _onnx_elu(g, x):
+    if not g.double:
+        return g.op("Elu", [x], alpha=1.0)
+    # max(x, 0) + (exp(min(x, 0)) - 1): exactly x for x > 0
+    zero = g.const("zero", 0.0)
+    expm1 = g.op("Sub", [g.op("Exp", [g.op("Min", [x, zero])]), g.const("one", 1.0)])
+    return g.op("Add", [g.op("Max", [x, zero]), expm1])
+
+
+def _onnx_softplus(g, x):
+    if not g.double:
+        return g.op("Softplus", [x])
+    # max(x, 0) + log(1 + exp(-|x|)), overflow-free as fastbp's
+    tail = g.op("Exp", [g.op("Neg", [g.op("Abs", [x])])])
+    log1p = g.op("Log", [g.op("Add", [tail, g.const("one", 1.0)])])
+    return g.op("Add", [g.op("Relu", [x]), log1p])
+
+
+def _onnx_gelu(g, x):  # exact form: 0.5 x (1 + erf(x / sqrt(2)))
+    if g.opset >= GELU_OPSET and not g.double:
+        return g.op("Gelu", [x], approximate="none")
+    u = g.op("Mul", [x, g.const("inv_sqrt2", _INV_SQRT2)])
+    # no float64 Erf kernel: erf runs in float32 there (error about 1e-7)
+    erf = g.cast(g.op("Erf", [g.cast(u, False)]), True) if g.double else g.op("Erf", [u])
+    half_x = g.op("Mul", [x, g.const("half", 0.5)])
+    return g.op("Mul", [half_x, g.op("Add", [erf, g.const("one", 1.0)])])
+
+
 # ---------------------------------------------------------------- the registry
 
 
@@ -364,11 +431,13 @@ class Activation(NamedTuple):
     accuracy; default: the same). ``needs_z``: ``df`` reads ``z`` (else only ``a``, and
     the kernels may be given ``a`` for ``z``). ``relu_like``: He initialisation (else
     Glorot). ``constant_df``: f' is 1 everywhere (the derivative pass is skipped).
+    ``onnx(g, x)``: f as ONNX nodes (see the ONNX forms above).
     """
 
     name: str
     f: Callable
     df: Callable
+    onnx: Callable
     f32: Callable | None = None
     df32: Callable | None = None
     needs_z: bool = False
@@ -378,16 +447,19 @@ class Activation(NamedTuple):
 
 #: Every activation, in code order (a model file stores names, not codes).
 REGISTRY: tuple[Activation, ...] = (
-    Activation("identity", _identity, _d_identity, constant_df=True),
-    Activation("sigmoid", sigmoid, _d_sigmoid, f32=sigmoid_f32, df32=_d_sigmoid_f32),
-    Activation("tanh", _tanh, _d_tanh, f32=tanh_f32, df32=_d_tanh_f32),
-    Activation("relu", _relu, _d_relu, f32=_relu_f32, df32=_d_relu_f32, relu_like=True),
-    Activation("leaky_relu", _leaky_relu, _d_leaky_relu, f32=_leaky_relu_f32, df32=_d_leaky_relu_f32, relu_like=True),
-    Activation("elu", _elu, _d_elu, f32=_elu_f32, df32=_d_elu_f32, relu_like=True),
-    Activation("gelu", _gelu, _d_gelu, f32=gelu_f32, df32=_d_gelu_f32, needs_z=True, relu_like=True),
-    Activation("softplus", softplus, _d_softplus, f32=softplus_f32, df32=_d_softplus_f32),
-    Activation("silu", _silu, _d_silu, f32=_silu_f32, df32=_d_silu_f32, needs_z=True, relu_like=True),
-)
+    Activation("identity", _identity, _d_identity, _onnx_identity, constant_df=True),
+    Activation("sigmoid", sigmoid, _d_sigmoid, _onnx_sigmoid, f32=sigmoid_f32, df32=_d_sigmoid_f32),
+    Activation("tanh", _tanh, _d_tanh, _onnx_tanh, f32=tanh_f32, df32=_d_tanh_f32),
+    Activation("relu", _relu, _d_relu, _onnx_relu, f32=_relu_f32, df32=_d_relu_f32, relu_like=True),
+    Activation("leaky_relu", _leaky_relu, _d_leaky_relu, _onnx_leaky_relu, f32=_leaky_relu_f32,
+               df32=_d_leaky_relu_f32, relu_like=True),
+    Activation("elu", _elu, _d_elu, _onnx_elu, f32=_elu_f32, df32=_d_elu_f32, relu_like=True),
+    Activation("gelu", _gelu, _d_gelu, _onnx_gelu, f32=gelu_f32, df32=_d_gelu_f32, needs_z=True,
+               relu_like=True),
+    Activation("softplus", softplus, _d_softplus, _onnx_softplus, f32=softplus_f32, df32=_d_softplus_f32),
+    Activation("silu", _silu, _d_silu, _onnx_silu, f32=_silu_f32, df32=_d_silu_f32, needs_z=True,
+               relu_like=True),
+)  # fmt: skip
 
 #: Public name -> integer code (the index in :data:`REGISTRY`).
 ACTIVATIONS: dict[str, int] = {act.name: code for code, act in enumerate(REGISTRY)}

@@ -42,10 +42,13 @@ from numba import njit, types
 from .._config import INLINE, SERIAL
 from .launch import CTX, body_address, pack, run_blocks, run_serial, unpack
 
-SGD, ADAM, ADAMW, RMSPROP = range(4)
+#: Optimizer names in code order (each code's update loop: :data:`RANGES`).
+NAMES: tuple[str, ...] = ("sgd", "adam", "adamw", "rmsprop")
 
 #: Public name -> integer code.
-OPTIMIZERS: dict[str, int] = {"sgd": SGD, "adam": ADAM, "adamw": ADAMW, "rmsprop": RMSPROP}
+OPTIMIZERS: dict[str, int] = {name: code for code, name in enumerate(NAMES)}
+
+SGD, ADAM, ADAMW, RMSPROP = (OPTIMIZERS[name] for name in NAMES)
 
 N_HYPER = 6
 #: Length of the ``coef`` scratch array.
@@ -166,7 +169,8 @@ def _rmsprop_range(theta, g, m, v, coef, wd, keep, nesterov):
             theta[i] -= lr * buf
 
 
-#: The update loop of each optimizer code.
+#: The update loop of each optimizer code. An optimizer is its loop here, its name in
+#: :data:`NAMES`, and its class in ``fastbp.optimizers`` (hyper-parameters, ``_hyper``).
 RANGES = {SGD: _sgd_range, ADAM: _adam_range, ADAMW: _adam_range, RMSPROP: _rmsprop_range}
 
 
@@ -265,7 +269,7 @@ def update_body(c, n, ctx):
 
 def update_address(opt: int, theta: object, gpart: object, m: object, v: object, coef: object, hyper: object) -> int:
     """The address of :func:`update_body` for optimizer ``opt`` and these arrays' types."""
-    name = next(k for k, c in OPTIMIZERS.items() if c == opt)
+    name = NAMES[opt]
     return body_address(update_body, UPDATE_SCALARS, (theta, gpart, m, v, coef, hyper),
                         name, {"OPT": opt, "UPDATE": RANGES[opt]})  # fmt: skip
 
