@@ -5,11 +5,11 @@
 """
 
 from ._threads import get_num_threads, set_num_threads
-from ._training import TrainingDivergedError
 from ._warmup import warmup
 from .callbacks import Callback, EarlyStopping, LearningRateScheduler, ModelCheckpoint, ReduceLROnPlateau
 from .diagnostics import BackpropTrace, backprop_trace, check_gradients
-from .io import ModelFileError, load
+from .errors import BenchError, CLIError, ModelFileError, TrainingDivergedError
+from .io import load
 from .kernels.activations import ACTIVATIONS
 from .kernels.losses import LOSSES
 from .layers import Dense, Dropout
@@ -46,6 +46,8 @@ __all__ = [
     "History",
     "LBFGSResult",
     "ModelFileError",
+    "BenchError",
+    "CLIError",
     "Optimizer",
     "RMSprop",
     "Sequential",

@@ -10,33 +10,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ._validation import check_float
-
-
-class TrainingDivergedError(ArithmeticError):
-    """The training loss or gradient became NaN or infinite.
-
-    Raised by ``fit``; the batch that produced it was not applied, so the model keeps the
-    parameters and optimizer state of the last finite step.
-
-    Attributes
-    ----------
-    epoch : int
-        The epoch (0-based, as in ``History.epoch``) in which it happened.
-    batch : int
-        The batch within that epoch (0-based).
-    history : History
-        The completed epochs of this ``fit`` call.
-    """
-
-    def __init__(self, epoch: int, batch: int, history: object) -> None:
-        self.epoch = epoch
-        self.batch = batch
-        self.history = history
-        super().__init__(
-            f"training diverged: the loss or its gradient is not finite at epoch {epoch}, batch {batch}; "
-            "the model keeps the weights of the last finite step (try a lower learning rate, "
-            "gradient clipping with clipnorm=..., or scaling the inputs)"
-        )
+from .errors import TrainingDivergedError as TrainingDivergedError  # re-exported
 
 
 def class_weight_rows(class_weight: object, labels: np.ndarray, n_classes: int) -> np.ndarray:

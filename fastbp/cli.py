@@ -45,15 +45,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import CLIError as CLIError  # re-exported: fastbp.cli.CLIError
+
 PROG = "fastbp"
 #: Rows read, predicted and written at a time by ``fastbp predict``.
 PREDICT_CHUNK_ROWS = 65536
 #: ``--task auto``: an integer or text target with at most this many distinct values is a class label.
 MAX_AUTO_CLASSES = 50
-
-
-class CLIError(Exception):
-    """A user-facing failure: printed as one ``fastbp: error:`` line, exit status 1."""
 
 
 class _Parser(argparse.ArgumentParser):

@@ -69,7 +69,8 @@ import numpy as np
 
 from . import layers as _layers_module
 from . import optimizers as _optimizers_module
-from .model import Sequential, _Plan
+from .errors import ModelFileError as ModelFileError  # re-exported: fastbp.io.ModelFileError
+from .model import Sequential, parameter_count
 
 FORMAT = "fastbp-model"
 FORMAT_VERSION = 1
@@ -87,11 +88,6 @@ _ARRAYS = ("theta", "m", "v")
 #: Largest ``meta`` entry accepted, so a hostile file cannot make ``load`` parse gigabytes of JSON.
 MAX_META_BYTES = 64 * 2**20
 _MAX_NPY_HEADER = 10_000
-
-
-class ModelFileError(ValueError):
-    """A file that is not a valid fastbp model file (corrupted, truncated, tampered, or
-    written by a newer fastbp). The message names the file and what is wrong."""
 
 
 @dataclass
@@ -469,7 +465,7 @@ def _model_from_meta(meta: dict, path: str) -> tuple[Sequential, dict[str, int],
     expected: dict[str, int] = {}
     if n_features is not None:
         try:
-            n_params = _Plan.for_layers(n_features, model.layers).n_params
+            n_params = parameter_count(n_features, model.layers)
         except (OverflowError, ValueError, TypeError) as exc:
             raise bad(f"invalid architecture for {n_features} features: {exc}") from None
         opt = model.optimizer

@@ -129,6 +129,11 @@ class _Plan:
         return self.sizes, fwd, bwd, self.woff, self.boff, self.coff
 
 
+def parameter_count(n_features: int, layers: Sequence[Dense | Dropout]) -> int:
+    """Number of parameters (weights and biases) of ``layers`` on ``n_features`` inputs."""
+    return _Plan.for_layers(n_features, layers).n_params
+
+
 def _column_split(sizes: np.ndarray, rows: int, n_threads: int) -> bool:
     """Whether training batches of ``rows`` rows use the column split (``kernels/columns.py``)
     rather than the row split: for small batches through wide hidden layers, where the row

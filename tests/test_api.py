@@ -339,3 +339,24 @@ def test_public_names_are_exported():
         assert hasattr(fb, name), name
     assert fb.ModelFileError is fastbp.io.ModelFileError and "ModelFileError" in fb.__all__
     assert {"warmup", "LBFGSResult"} <= set(fb.__all__)
+
+
+def test_every_exception_class_is_in_fastbp_errors():
+    """fastbp.errors holds every exception class fastbp defines, each exported at the top;
+    the modules that raise them re-export the same classes."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import fastbp.errors
+
+    defined = set()
+    for info in pkgutil.walk_packages(fb.__path__, "fastbp."):
+        if info.name.startswith("fastbp.dask"):
+            continue  # needs dask: its module defines no exception either
+        mod = importlib.import_module(info.name)
+        for obj in vars(mod).values():
+            if inspect.isclass(obj) and issubclass(obj, BaseException) and obj.__module__.startswith("fastbp"):
+                defined.add(obj)
+    assert defined == {getattr(fastbp.errors, name) for name in fastbp.errors.__all__}
+    assert all(getattr(fb, name) is getattr(fastbp.errors, name) for name in fastbp.errors.__all__)

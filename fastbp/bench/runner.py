@@ -62,6 +62,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 import fastbp as fb
 
 from .._threads import thread_setting
+from ..errors import BenchError as BenchError  # re-exported: fastbp.bench.runner.BenchError
 from . import peers as peers_mod
 from .workloads import WORKLOADS, Workload, make_data, make_fastbp, make_numpy
 
@@ -97,10 +98,6 @@ CEILING_REPS: int = 5
 #: after one NumPy matmul.
 SETTLE_S: float = 0.3
 QUICK_SETTLE_S: float = 0.05
-
-
-class BenchError(ValueError):
-    """A bad benchmark request (unknown workload or peer, bad count): a usage error."""
 
 
 def format_rate(x: float | None) -> str:
