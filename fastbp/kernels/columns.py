@@ -38,7 +38,7 @@ from .activations import act_backward_, act_backward_cols_, bias_act_cols_
 from .blas import gemm
 from .dense import column_sums, dense_forward
 from .dropout import drop_backward_, drop_forward_, step_key
-from .engine import _region, _weights, batch_weight, finish_step, gather_rows_
+from .engine import _block, _weights, batch_weight, finish_step, gather_rows_
 from .launch import CTX, body_address, pack, run_blocks, unpack
 from .losses import CROSS_ENTROPY, GRAD, METRICS, call_loss
 from .optim import sum_sq_address, update_address
@@ -72,9 +72,9 @@ def forward_cols_body(t, nb, ctx):
     n_out = sizes[l + 1]
     c0 = t * n_out // nb
     c1 = (t + 1) * n_out // nb
-    inp = a.xb[:B] if l == 0 else _region(a.abuf, R, a.coff, sizes, l - 1)[:B]
-    out = _region(a.abuf, R, a.coff, sizes, l)[:B]
-    z = _region(a.zbuf, R, a.coff, sizes, l)[:B]  # never out: see activations.bias_act_cols_
+    inp = a.xb[:B] if l == 0 else _block(a.abuf, R, a.coff, sizes, l - 1, 0, B)
+    out = _block(a.abuf, R, a.coff, sizes, l, 0, B)
+    z = _block(a.zbuf, R, a.coff, sizes, l, 0, B)  # never out: see activations.bias_act_cols_
     gemm(inp, False, _weights(a.theta, sizes, a.woff, l)[:, c0:c1], False, z[:, c0:c1])
     bias_act_cols_(z, a.theta[a.boff[l] : a.boff[l] + n_out], a.fwd[l], out, c0, c1)
     if a.drop.shape[0] > 0 and a.drop[l + 1] > 0:
@@ -95,10 +95,10 @@ def output_rows_body(t, nb, ctx):
     r0 = t * B // nb
     r1 = (t + 1) * B // nb
     scale = 1.0 / wsum if loss == CROSS_ENTROPY else 1.0 / (wsum * k)
-    inp = _region(a.abuf, R, a.coff, sizes, l - 1)[r0:r1]
-    out = _region(a.abuf, R, a.coff, sizes, l)[r0:r1]
-    z = _region(a.zbuf, R, a.coff, sizes, l)[r0:r1]
-    g = _region(a.gbuf, R, a.coff, sizes, l)[r0:r1]
+    inp = _block(a.abuf, R, a.coff, sizes, l - 1, r0, r1)
+    out = _block(a.abuf, R, a.coff, sizes, l, r0, r1)
+    z = _block(a.zbuf, R, a.coff, sizes, l, r0, r1)
+    g = _block(a.gbuf, R, a.coff, sizes, l, r0, r1)
     dense_forward(inp, _weights(a.theta, sizes, a.woff, l), a.theta[a.boff[l] : a.boff[l] + k], a.fwd[l], z, out)
     dropped = a.drop.shape[0] > 0 and a.drop[L] > 0
     if dropped:
@@ -125,10 +125,10 @@ def backward_cols_body(t, nb, ctx):
     n_out = sizes[l + 1]
     c0 = t * n_out // nb
     c1 = (t + 1) * n_out // nb
-    dnext = _region(a.gbuf, R, a.coff, sizes, l + 1)[:B]
-    g = _region(a.gbuf, R, a.coff, sizes, l)[:B]
-    out = _region(a.abuf, R, a.coff, sizes, l)[:B]
-    z = _region(a.zbuf, R, a.coff, sizes, l)[:B]
+    dnext = _block(a.gbuf, R, a.coff, sizes, l + 1, 0, B)
+    g = _block(a.gbuf, R, a.coff, sizes, l, 0, B)
+    out = _block(a.abuf, R, a.coff, sizes, l, 0, B)
+    z = _block(a.zbuf, R, a.coff, sizes, l, 0, B)
     gemm(dnext, False, _weights(a.theta, sizes, a.woff, l + 1)[c0:c1, :], True, g[:, c0:c1])
     if l + 1 == L - 1:
         # the output layer's gradient, rows c0:c1 of it; ``out`` is still its masked input
@@ -138,7 +138,7 @@ def backward_cols_body(t, nb, ctx):
     if a.drop.shape[0] > 0 and a.drop[l + 1] > 0:
         drop_backward_(a.dropk, g, out, np.int64(0), l + 1, L + 1, key, a.drop[l + 1], c0, c1)
     act_backward_cols_(g, out, z, a.bwd[l], c0, c1)
-    inp = a.xb[:B] if l == 0 else _region(a.abuf, R, a.coff, sizes, l - 1)[:B]
+    inp = a.xb[:B] if l == 0 else _block(a.abuf, R, a.coff, sizes, l - 1, 0, B)
     gemm(inp, True, g[:, c0:c1], False, _weights(dtheta, sizes, a.woff, l)[:, c0:c1])
     column_sums(g, dtheta[a.boff[l] : a.boff[l] + n_out], c0, c1)
 

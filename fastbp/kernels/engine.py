@@ -38,7 +38,7 @@ from numba import njit, types
 from .._config import INLINE, SERIAL
 from .dense import dense_backward, dense_forward
 from .dropout import drop_backward_, drop_forward_, step_key
-from .launch import CTX, body_address, pack, run_blocks, unpack
+from .launch import CTX, body_address, pack, run_blocks, unpack, view2d
 from .losses import CROSS_ENTROPY, GRAD, LINK, METRICS, VALUE, call_loss
 from .optim import optimizer_step_, scale_, sum_partials_sq, sum_sq_address, update_address
 
@@ -157,14 +157,14 @@ BLOCK, SUM_SQ, UPDATE = range(3)
 
 @njit(**INLINE)
 def _weights(theta, sizes, woff, l):
-    n_in = sizes[l]
-    n_out = sizes[l + 1]
-    return theta[woff[l] : woff[l] + n_in * n_out].reshape((n_in, n_out))
+    return view2d(theta, woff[l], sizes[l], sizes[l + 1])
 
 
 @njit(**INLINE)
-def _region(buf, R, coff, sizes, l):
-    return buf[R * coff[l] : R * coff[l + 1]].reshape((R, sizes[l + 1]))
+def _block(buf, R, coff, sizes, l, r0, r1):
+    """Rows ``r0:r1`` of layer ``l``'s (R, sizes[l + 1]) region of a work buffer, as one view
+    (``launch.view2d``: a reshape and a slice would compile their checks at each site)."""
+    return view2d(buf, R * coff[l] + r0 * sizes[l + 1], r1 - r0, sizes[l + 1])
 
 
 @njit(**SERIAL)
@@ -178,8 +178,8 @@ def _forward_rows(x, r0, r1, theta, sizes, fwd, bwd, woff, boff, coff, R, abuf, 
     inp = x[r0:r1]
     L = fwd.shape[0]
     for l in range(L):
-        a = _region(abuf, R, coff, sizes, l)[r0:r1]
-        z = _region(zbuf, R, coff, sizes, l)[r0:r1]  # never a: see activations.bias_act_cols_ (aliasing)
+        a = _block(abuf, R, coff, sizes, l, r0, r1)
+        z = _block(zbuf, R, coff, sizes, l, r0, r1)  # never a: see activations.bias_act_cols_ (aliasing)
         b = theta[boff[l] : boff[l] + sizes[l + 1]]
         dense_forward(inp, _weights(theta, sizes, woff, l), b, fwd[l], z, a)
         if drop.shape[0] > 0 and drop[l + 1] > 0:
@@ -196,14 +196,14 @@ def _backward_rows(x, r0, r1, theta, sizes, fwd, bwd, woff, boff, coff, R, abuf,
     """
     L = fwd.shape[0]
     for l in range(L - 1, -1, -1):
-        a = _region(abuf, R, coff, sizes, l)[r0:r1]
-        z = _region(zbuf, R, coff, sizes, l)[r0:r1]
-        g = _region(gbuf, R, coff, sizes, l)[r0:r1]
+        a = _block(abuf, R, coff, sizes, l, r0, r1)
+        z = _block(zbuf, R, coff, sizes, l, r0, r1)
+        g = _block(gbuf, R, coff, sizes, l, r0, r1)
         if drop.shape[0] > 0 and drop[l + 1] > 0:
             # layer l+1 has already used the masked output as its input; unmask for f'
             drop_backward_(dropk, g, a, r0, l + 1, L + 1, key, drop[l + 1], 0, g.shape[1])
-        inp = x[r0:r1] if l == 0 else _region(abuf, R, coff, sizes, l - 1)[r0:r1]
-        dx = g if l == 0 else _region(gbuf, R, coff, sizes, l - 1)[r0:r1]
+        inp = x[r0:r1] if l == 0 else _block(abuf, R, coff, sizes, l - 1, r0, r1)
+        dx = g if l == 0 else _block(gbuf, R, coff, sizes, l - 1, r0, r1)
         n_out = sizes[l + 1]
         dense_backward(
             inp,
@@ -314,8 +314,8 @@ def block_gradients_(t, nb, s, e, wsum, key, a):
     gather_rows_(a.X, a.yi, a.yf, a.sw, rows, r0, r1, loss, a.drop, a.dropk, key, L, a.xb, a.ybi, a.ybf, a.wb)
     _forward_rows(a.xb, r0, r1, a.theta, sizes, a.fwd, a.bwd, a.woff, a.boff, a.coff, R, a.abuf, a.zbuf, a.drop,
                   a.dropk, key)  # fmt: skip
-    out = _region(a.abuf, R, a.coff, sizes, L - 1)[r0:r1]
-    gout = _region(a.gbuf, R, a.coff, sizes, L - 1)[r0:r1]
+    out = _block(a.abuf, R, a.coff, sizes, L - 1, r0, r1)
+    gout = _block(a.gbuf, R, a.coff, sizes, L - 1, r0, r1)
     wblk = a.wb[r0:r1] if weighted else a.wb[:0]
     if a.mpart.shape[0] > 0:
         a.mpart[t, :] = 0.0

@@ -42,8 +42,9 @@ from llvmlite import ir
 from numba import cfunc, njit, prange, types
 from numba.core import cgutils
 from numba.core.errors import TypingError
+from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic
-from numba.np.arrayobj import make_array
+from numba.np.arrayobj import make_array, populate_array
 
 from .._config import PARALLEL, SERIAL
 
@@ -117,6 +118,37 @@ call_f64 = _c_caller(
     """Call the C function ``double f(...)`` at address ``addr`` (arguments as for
     :func:`call_void`) and return its result.""",
 )  # fmt: skip
+
+
+@intrinsic
+def view2d(typingctx, arr, start, rows, cols):
+    """``arr[start : start + rows * cols].reshape((rows, cols))`` of a C-contiguous 1-D
+    array, without the checks: the caller guarantees the range is inside ``arr``. (Numba's
+    ``reshape`` emits its size checks and error messages at every call site, which the
+    kernels' many views paid in compile time.)"""
+    if not (isinstance(arr, types.Array) and arr.ndim == 1 and arr.layout == "C"):
+        return None
+    retty = types.Array(arr.dtype, 2, "C", readonly=not arr.mutable)
+    sig = retty(arr, start, rows, cols)
+
+    def codegen(context, builder, sig, args):
+        intp = types.intp
+        src = make_array(arr)(context, builder, args[0])
+        out = make_array(retty)(context, builder)
+        first, n, m = (context.cast(builder, v, t, intp) for v, t in zip(args[1:], sig.args[1:]))
+        itemsize = context.get_constant(intp, context.get_abi_sizeof(context.get_data_type(arr.dtype)))
+        populate_array(
+            out,
+            data=builder.gep(src.data, [first]),
+            shape=cgutils.pack_array(builder, [n, m]),
+            strides=cgutils.pack_array(builder, [builder.mul(m, itemsize), itemsize]),
+            itemsize=itemsize,
+            meminfo=src.meminfo,
+            parent=src.parent,
+        )
+        return impl_ret_borrowed(context, builder, retty, out._getvalue())
+
+    return sig, codegen
 
 
 @intrinsic
