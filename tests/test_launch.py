@@ -71,3 +71,29 @@ def test_specialise_names_each_copy():
     copy = specialise(_fill_body, "abc", {"CTX": SCALARS})
     assert copy.__qualname__ == "_fill_body__abc"
     assert copy.__globals__["CTX"] is SCALARS and _fill_body.__globals__["CTX"] is None
+
+
+def test_a_fresh_process_runs_a_cached_caller(tmp_path):
+    """Twice on one cache, each a new process: the launcher (a C callback that runs a
+    ``prange``) is compiled, then loaded; loading it must start Numba's thread pool first
+    (Numba does not for a callback: LLVM aborted the process here)."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np\n"
+        "from numba import njit\n"
+        "import tests.test_launch as t\n"
+        "rec = t.Record(np.zeros(4), 1.0)\n"
+        "addr = t.body_address(t._fill_body, t.SCALARS, rec)\n"
+        "t._drive(rec, addr, 4, True)\n"
+        "print(rec.out.tolist())\n"
+    )
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for _ in range(2):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=root,
+                             timeout=300)  # fmt: skip
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert out.stdout.strip() == "[5.0, 8.0, 11.0, 14.0]"  # 3 t + n + offset

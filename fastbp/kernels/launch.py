@@ -36,6 +36,7 @@ import threading
 import types as pytypes
 from collections.abc import Callable
 
+import numba
 import numpy as np
 from llvmlite import binding as llvm
 from llvmlite import ir
@@ -211,6 +212,7 @@ _LAUNCHER_SYMBOL = "fastbp_run_blocks"
 
 @intrinsic
 def _call_launcher(typingctx, body, n, ctx):
+    _register_launcher()  # a caller being compiled: the symbol must exist when it is linked
     sig = types.void(types.int64, types.int64, types.int64)
 
     def codegen(context, builder, sig, args):
@@ -273,12 +275,16 @@ _launcher_cfunc = None
 
 def _register_launcher() -> None:
     """Compile (or load) :func:`_launcher` and register its address as
-    :data:`_LAUNCHER_SYMBOL`; before any caller of :func:`run_blocks` is compiled or loaded
-    (:func:`body_address` calls it: every caller needs a body address first)."""
+    :data:`_LAUNCHER_SYMBOL`, before any caller of :func:`run_blocks` is compiled (the
+    intrinsic's typing calls this) or loaded from the cache (:func:`body_address` calls it,
+    and every caller needs a body's address first). Numba's thread pool is started first:
+    the launcher's cached code refers to it, and Numba does not start it when it loads a
+    C callback (measured: LLVM aborts the process, "Symbol not found: allocate_sched")."""
     global _launcher_cfunc
     if _launcher_cfunc is None:
         with _lock:
             if _launcher_cfunc is None:
+                numba.get_num_threads()  # starts the thread pool (the threading layer)
                 compiled = compile_callback(BODY_SIG, _launcher)
                 llvm.add_symbol(_LAUNCHER_SYMBOL, compiled.address)
                 _launcher_cfunc = compiled
