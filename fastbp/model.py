@@ -787,14 +787,17 @@ class Sequential:
             gpart, np.zeros(nb), np.zeros((0, 3)), np.zeros(1), np.zeros(5),
         )  # fmt: skip
 
+        # everything but the parameters, built once: each evaluation only takes self._theta
+        # (no dropout, no optimizer: those fields are typed as in fit's record, so both share
+        # one compiled body)
+        head = (X, yi, yf, swk, np.arange(n), n, nb, 1)
+        tail = (
+            *plan.net(self.dtype), self._loss, self._loss_kernels(_losses.GRAD), np.zeros(0), np.zeros(0, np.int64),
+            np.uint64(0), 0, np.zeros(6), 0.0, empty, empty, np.zeros(N_COEF, dtype=dt), 0, *bufs,
+        )  # fmt: skip
+
         def record() -> engine.TrainArgs:
-            # no dropout, no optimizer: those fields are typed as in fit's record, so both
-            # share one compiled body
-            return engine.TrainArgs(
-                X, yi, yf, swk, np.arange(n), n, nb, 1, self._theta, *plan.net(self.dtype), self._loss,
-                self._loss_kernels(_losses.GRAD), np.zeros(0), np.zeros(0, np.int64), np.uint64(0), 0, np.zeros(6),
-                0.0, empty, empty, np.zeros(N_COEF, dtype=dt), 0, *bufs,
-            )  # fmt: skip
+            return engine.TrainArgs(*head, self._theta, *tail)
 
         bodies = np.array([engine.block_address(record()), 0, 0], dtype=np.int64)
 

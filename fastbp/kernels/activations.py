@@ -540,12 +540,13 @@ def addresses(codes: np.ndarray, dtype: object) -> tuple[np.ndarray, np.ndarray]
     """(forward, backward) kernel addresses (int64 arrays) for layers of activation
     ``codes`` in ``dtype``: what the engine's ``fwd``/``bwd`` take. A backward address of
     0 means f' = 1 (the pass is skipped). Valid in this process only: never store them."""
-    key = (tuple(int(c) for c in codes), np.dtype(dtype))
+    key = (np.asarray(codes, dtype=np.int64).tobytes(), dtype)
     found = _addresses.get(key)
     if found is None:
-        fwd = np.array([kernel_address(bias_act_kernel, c, dtype) for c in key[0]], dtype=np.int64)
+        ints = [int(c) for c in codes]
+        fwd = np.array([kernel_address(bias_act_kernel, c, dtype) for c in ints], dtype=np.int64)
         bwd = np.array(
-            [0 if REGISTRY[c].constant_df else kernel_address(act_backward_kernel, c, dtype) for c in key[0]],
+            [0 if REGISTRY[c].constant_df else kernel_address(act_backward_kernel, c, dtype) for c in ints],
             dtype=np.int64,
         )  # fmt: skip
         found = _addresses[key] = (fwd, bwd)

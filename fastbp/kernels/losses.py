@@ -399,12 +399,20 @@ def loss_address(code: int, dtype: object, mode: int) -> int:
     return cached_callback((loss_kernel, int(code), dt, int(mode)), build).address
 
 
+_kernel_sets: dict[tuple, np.ndarray] = {}
+
+
 def loss_kernels(code: int, dtype: object, *modes: int) -> np.ndarray:
     """int64 addresses of loss ``code``'s kernels in ``dtype``, indexed by mode; 0 for the
-    modes not asked for (never compiled)."""
-    out = np.zeros(4, dtype=np.int64)
-    for mode in modes:
-        out[mode] = loss_address(code, dtype, mode)
+    modes not asked for (never compiled). The same array for the same request: read it,
+    never write it."""
+    key = (code, dtype, modes)
+    out = _kernel_sets.get(key)
+    if out is None:
+        out = np.zeros(4, dtype=np.int64)
+        for mode in modes:
+            out[mode] = loss_address(code, dtype, mode)
+        _kernel_sets[key] = out
     return out
 
 

@@ -182,7 +182,7 @@ def n_chunks(P):
 
 @njit(**INLINE)
 def _decay_terms(opt, hyper, coef):
-    """(wd, keep, nesterov) for the weights, from ``coef`` as :func:`prepare_step` left it.
+    """(wd, keep, nesterov) for the weights, from ``coef`` as :func:`_coefficients` left it.
 
     ``wd`` is the L2 coefficient added to the gradient and ``keep`` the decoupled decay
     factor applied to the weight (AdamW only; 1 otherwise).
@@ -190,13 +190,6 @@ def _decay_terms(opt, hyper, coef):
     if opt == ADAMW:
         return coef[_ZERO], coef[_KEEP], False  # decoupled: shrink the weight, not the gradient
     return coef[_WD], coef[_ONE], hyper[5] != 0  # L2: wd * w added to the gradient
-
-
-@njit(**SERIAL)
-def prepare_step(opt, hyper, step, coef):
-    """Fill ``coef`` for step ``step``; returns (wd, keep, nesterov) (:func:`_decay_terms`)."""
-    _coefficients(opt, hyper, step, coef)
-    return _decay_terms(opt, hyper, coef)
 
 
 @njit(**SERIAL)
