@@ -3,13 +3,17 @@
 - :func:`settle` pauses before timing, so that NumPy's BLAS threads have stopped spinning;
 - :func:`thread_info` gives the thread settings recorded in each row's ``extra_info``;
 - :func:`record` turns the median into throughput in ``extra_info`` and files it for the
-  fastbp/NumPy summary that ``conftest.py`` prints at the end.
+  fastbp/NumPy summary that ``conftest.py`` prints at the end;
+- :func:`load_script` imports one of the ``measure_*.py`` scripts for its smoke test.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import time
+from pathlib import Path
+from types import ModuleType
 
 import numba
 from threadpoolctl import threadpool_info
@@ -70,3 +74,12 @@ def record(benchmark, summary: dict, impl: str, items: float, unit: str, gflop: 
     if gflop is not None:
         benchmark.extra_info["gflop_per_s"] = gflop / median
     summary.setdefault(benchmark.group, {})[impl] = (median, benchmark.stats.stats.min)
+
+
+def load_script(name: str) -> ModuleType:
+    """The script ``benchmarks/<name>.py`` as a module (the scripts are not a package's)."""
+    path = Path(__file__).with_name(f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

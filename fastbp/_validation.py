@@ -12,6 +12,7 @@ import numbers
 import numpy as np
 
 from ._config import DTYPES
+from .kernels.sparse import CSR
 
 
 def check_dtype(dtype: object) -> np.dtype:
@@ -85,26 +86,70 @@ def _as_array(value: object, name: str) -> np.ndarray:
         raise TypeError(f"{name} must be array-like, got {type(value).__name__}: {exc}") from None
 
 
-def check_X(X: object, dtype: np.dtype, n_features: int | None = None, name: str = "X") -> np.ndarray:
-    """A finite, C-contiguous 2-D array of ``dtype`` with ``n_features`` columns.
+def is_scipy_sparse(X: object) -> bool:
+    """A SciPy sparse matrix or array, recognised without importing SciPy."""
+    return type(X).__module__.startswith("scipy.sparse") and hasattr(X, "format")
+
+
+def check_X(X: object, dtype: np.dtype, n_features: int | None = None, name: str = "X") -> np.ndarray | CSR:
+    """A finite, C-contiguous 2-D array of ``dtype`` with ``n_features`` columns, or, for a
+    SciPy CSR/CSC matrix or array, a :class:`~fastbp.kernels.sparse.CSR` (see
+    :func:`check_sparse_X`).
 
     float32/float64 C-contiguous input of the right dtype is returned as is (no copy).
     """
+    if isinstance(X, CSR):
+        return check_sparse_X(X, dtype, n_features, name)
+    if is_scipy_sparse(X):
+        return check_sparse_X(X, dtype, n_features, name)
     arr = _as_array(X, name)
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
     if arr.ndim != 2:
         raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {arr.shape}")
-    if arr.shape[0] == 0:
-        raise ValueError(f"{name} has 0 rows; at least 1 is required")
-    if arr.shape[1] == 0:
-        raise ValueError(f"{name} has 0 columns; at least 1 feature is required")
-    if n_features is not None and arr.shape[1] != n_features:
-        raise ValueError(f"{name} has {arr.shape[1]} features, but the model expects {n_features}")
+    _check_shape(arr.shape, n_features, name)
     arr = _convert(arr, dtype)
     if not _all_finite(arr):
         raise ValueError(f"{name} contains NaN or infinity (after conversion to {dtype})")
     return arr
+
+
+def _check_shape(shape: tuple, n_features: int | None, name: str) -> None:
+    if shape[0] == 0:
+        raise ValueError(f"{name} has 0 rows; at least 1 is required")
+    if shape[1] == 0:
+        raise ValueError(f"{name} has 0 columns; at least 1 feature is required")
+    if n_features is not None and shape[1] != n_features:
+        raise ValueError(f"{name} has {shape[1]} features, but the model expects {n_features}")
+
+
+def check_sparse_X(X: object, dtype: np.dtype, n_features: int | None = None, name: str = "X") -> CSR:
+    """A SciPy CSR or CSC matrix or array (or a ``CSR`` record) as a ``CSR`` record of
+    ``dtype`` values, never densified: CSC is converted to CSR (one copy of the nonzeros),
+    row pointers become int64 and column indices int32, copied only when they differ.
+    Values must be finite; other sparse formats get a TypeError naming the conversion."""
+    if isinstance(X, CSR):
+        indptr, indices, data, shape = X.indptr, X.indices, X.data, X.shape
+    else:
+        fmt = X.format
+        if fmt not in ("csr", "csc"):
+            raise TypeError(
+                f"sparse {name} must be in CSR or CSC format, got {fmt.upper()}: convert it with {name}.tocsr()"
+            )
+        if len(X.shape) != 2:
+            raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {X.shape}")
+        if fmt == "csc":
+            X = X.tocsr()
+        indptr, indices, data, shape = X.indptr, X.indices, X.data, X.shape
+    if data.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {data.dtype}")
+    _check_shape(shape, n_features, name)
+    if shape[1] >= 2**31:
+        raise ValueError(f"{name} has {shape[1]} columns; sparse input supports at most 2**31 - 1")
+    data = _convert(data, dtype)
+    if not _all_finite(data):
+        raise ValueError(f"{name} contains NaN or infinity (after conversion to {dtype})")
+    return CSR(_convert(indptr, np.dtype(np.int64)), _convert(indices, np.dtype(np.int32)), data, int(shape[1]))
 
 
 def check_labels(y: object, n_samples: int, n_classes: int, name: str = "y") -> np.ndarray:

@@ -42,8 +42,9 @@ import numba
 import numpy as np
 
 from ._threads import adaptive, get_num_threads, set_num_threads
-from ._validation import check_int
+from ._validation import check_int, is_scipy_sparse
 from .kernels.losses import CROSS_ENTROPY
+from .kernels.sparse import take
 from .model import History, Sequential
 
 _INSTALL = "pip install 'fastbp[dask]'"
@@ -189,10 +190,13 @@ def _partitions(coll: object) -> list:
 
 
 def _to_numpy(part: object) -> np.ndarray:
-    """A computed partition (ndarray, pandas DataFrame or Series) as an ndarray. It may be
-    read-only (pandas' copy-on-write ``to_numpy()``, buffers from another worker): the
-    model's input validation copies such arrays once."""
-    return part if isinstance(part, np.ndarray) else np.asarray(part.to_numpy())
+    """A computed partition (ndarray, pandas DataFrame or Series) as an ndarray; a SciPy
+    sparse block (a dask array of sparse chunks) stays sparse, for the model's sparse
+    input. It may be read-only (pandas' copy-on-write ``to_numpy()``, buffers from another
+    worker): the model's input validation copies such arrays once."""
+    if isinstance(part, np.ndarray) or is_scipy_sparse(part):
+        return part
+    return np.asarray(part.to_numpy())
 
 
 def _check_seed(seed: object) -> int | None:
@@ -426,7 +430,7 @@ def _train_partition(
     X, y = pair
     if window is not None:
         idx = _window(X.shape[0], window, round_index * window, shuffle, seed, part)
-        X, y = X[idx], y[idx]
+        X, y = take(X, idx), y[idx]
     with _task_threads(worker_threads):
         h = model.fit(
             X, y, epochs=epoch + 1, initial_epoch=epoch, batch_size=batch_size, shuffle=shuffle and window is None,

@@ -21,6 +21,7 @@ import numpy as np
 from ._threads import compute_threads
 from .kernels.activations import apply_backward, apply_forward
 from .kernels.losses import CROSS_ENTROPY, loss_grad
+from .kernels.sparse import is_sparse
 from .layers import Dense
 from .model import Sequential
 
@@ -175,7 +176,7 @@ def backprop_trace(model: Sequential, X: object, y: object) -> BackpropTrace:
     n = X.shape[0]
     k = twin.n_outputs
     inputs, zs, outs = [], [], []
-    h = X
+    h = X.to_dense() if is_sparse(X) else X  # the trace holds every layer's input as an array
     with compute_threads():
         for l in range(len(twin.dense_layers)):
             W, b = weights[2 * l], weights[2 * l + 1]

@@ -39,6 +39,7 @@ from .kernels.activations import addresses
 from .kernels.dropout import dropout_addresses
 from .kernels.losses import BINARY_CROSS_ENTROPY, CROSS_ENTROPY, LOSSES, POISSON, link_, loss_kernels
 from .kernels.optim import N_COEF, n_chunks, reduce_partials
+from .kernels.sparse import is_sparse, take_rows
 from .layers import Dense, Dropout
 from .metrics import METRICS, check_metrics
 from .optimizers import Optimizer, get_optimizer
@@ -363,16 +364,18 @@ class Sequential:
         return loss_kernels(self._loss, self.dtype, *modes)
 
     # ------------------------------------------------------------------ training
-    def _workspace_for(self, rows: int, n_threads: int) -> dict:
+    def _workspace_for(self, rows: int, n_threads: int, sparse: bool = False) -> dict:
         """Work buffers for batches of up to ``rows`` rows, reused across fit calls.
 
         ``gpart`` holds one partial gradient per row block of the row split (at most
         ``engine.n_blocks(rows, ...)`` of them); the column split writes the whole gradient
-        into one row."""
+        into one row. Sparse input always takes the row split, and gathers no batch (``xb``
+        has no columns: the first layer reads the rows in place, ``kernels/sparse.py``)."""
         plan = self._plan
-        cols = _column_split(plan.sizes, rows, n_threads)
+        cols = not sparse and _column_split(plan.sizes, rows, n_threads)
         ws = self._workspace
-        if ws is not None and ws["rows"] == rows and ws["threads"] == n_threads and ws["cols"] == cols:
+        if (ws is not None and ws["rows"] == rows and ws["threads"] == n_threads and ws["cols"] == cols
+                and ws["sparse"] == sparse):  # fmt: skip
             return ws
         nparts = 1 if cols else engine.n_blocks(rows, n_threads, _config.MIN_ROWS_PER_BLOCK)
         width = int(plan.coff[-1])
@@ -382,7 +385,8 @@ class Sequential:
             "rows": rows,
             "threads": n_threads,
             "cols": cols,
-            "xb": np.empty((rows, int(plan.sizes[0])), dtype=dt),
+            "sparse": sparse,
+            "xb": np.empty((rows, 0 if sparse else int(plan.sizes[0])), dtype=dt),
             "ybi": np.zeros(rows if self._loss == CROSS_ENTROPY else 0, dtype=np.int64),
             "ybf": np.zeros((0 if self._loss == CROSS_ENTROPY else rows, k), dtype=dt),
             "wb": np.zeros(rows, dtype=np.float64),
@@ -424,7 +428,11 @@ class Sequential:
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or SciPy sparse matrix of shape (n_samples, n_features)
+            Dense (converted once to the model's dtype), or CSR/CSC, which is never
+            densified: the first layer's products use its nonzeros (``kernels/sparse.py``).
+            The same holds for ``predict``, ``evaluate``, ``loss_and_gradients`` and
+            ``fit_lbfgs``.
         y : array-like
             Integer labels of shape (n_samples,) for ``cross_entropy``; float targets of
             shape (n_samples, k) (or (n_samples,) when k == 1) for the other losses.
@@ -475,6 +483,9 @@ class Sequential:
         """
         # ---- validate everything before touching the model
         X, yi, yf, sw = self._check_xy(X, y, sample_weight)
+        if is_sparse(X) and self.layers and isinstance(self.layers[0], Dropout):
+            raise ValueError("a Dropout before the first Dense layer needs dense input: with sparse X, it would "
+                             "drop only the stored values; remove it or pass X.toarray()")  # fmt: skip
         epochs = check_int(epochs, "epochs")
         batch_size = check_int(batch_size, "batch_size")
         initial_epoch = check_int(initial_epoch, "initial_epoch", minimum=0)
@@ -550,7 +561,7 @@ class Sequential:
         logs = None
         try:
             with compute_threads() as n_threads:
-                ws = self._workspace_for(rows, n_threads)
+                ws = self._workspace_for(rows, n_threads, is_sparse(X))
                 mpart = ws["mpart"] if self.metrics else ws["mpart"][:0]
                 cols = ws["cols"]
                 # how many of the n_threads run each segment (the work is split for all of
@@ -781,7 +792,8 @@ class Sequential:
         grad = np.empty(plan.n_params, dtype=dt)
         empty = np.zeros(0, dtype=dt)
         bufs = (
-            np.empty_like(X), np.zeros(n if self._loss == CROSS_ENTROPY else 0, dtype=np.int64),
+            np.empty((n, 0 if is_sparse(X) else X.shape[1]), dtype=dt),
+            np.zeros(n if self._loss == CROSS_ENTROPY else 0, dtype=np.int64),
             np.zeros((0 if self._loss == CROSS_ENTROPY else n, k), dtype=dt), np.zeros(n),
             np.empty(n * width, dtype=dt), np.empty(n * width, dtype=dt), np.empty(n * width, dtype=dt),
             gpart, np.zeros(nb), np.zeros((0, 3)), np.zeros(1), np.zeros(5),
@@ -904,7 +916,7 @@ class Sequential:
 def _rows(X, yi, yf, sw, lo: int, hi: int) -> tuple:
     """Rows lo:hi of (X, yi, yf, sw): views, no copies (empty label arrays stay empty)."""
     return (
-        X[lo:hi],
+        take_rows(X, lo, hi),
         yi[lo:hi] if yi.shape[0] else yi,
         yf[lo:hi] if yf.shape[0] else yf,
         None if sw is None else sw[lo:hi],

@@ -54,7 +54,9 @@ fastbp activation name (``"gelu"``, ``"elu"``, ``"silu"``, ...) besides scikit-l
 Predictions come in the dtype of ``X`` (float64 unless ``X`` is float32), as scikit-learn's.
 ``solver="lbfgs"`` is scipy's L-BFGS-B over the full batch, with scikit-learn's objective
 (``max_iter``, ``max_fun``, ``tol`` as its), each evaluation one compiled forward + backward
-pass; sparse input is not supported (a ``TypeError``). Threads are fastbp's
+pass. Sparse input (SciPy CSR or CSC; other formats are converted to CSR, as
+scikit-learn's) is never densified: the first layer's products are computed from its
+nonzeros (``fastbp.kernels.sparse``). Threads are fastbp's
 (:func:`fastbp.set_num_threads`).
 """
 
@@ -65,6 +67,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.sparse import issparse
 from scipy.special import xlogy
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
 from sklearn.exceptions import ConvergenceWarning
@@ -77,7 +80,7 @@ from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._training import TrainingDivergedError
-from ._validation import check_sample_weight
+from ._validation import check_sample_weight, check_sparse_X
 from .kernels.activations import ACTIVATIONS
 from .layers import Dense, Dropout
 from .model import Sequential
@@ -88,6 +91,8 @@ __all__ = ["MLPClassifier", "MLPRegressor"]
 #: scikit-learn's hidden activation names -> fastbp's; every fastbp name is accepted too.
 _SK_ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
 _SOLVERS = ("adam", "sgd", "lbfgs")
+#: Sparse formats the estimators take (others are converted to the first, as scikit-learn's).
+_SPARSE = ["csr", "csc"]
 _SCHEDULES = ("constant", "invscaling", "adaptive")
 _REGRESSION_LOSSES = ("squared_error", "poisson")
 #: Input dtypes prediction takes as they are (scikit-learn's validate_data keeps them).
@@ -351,7 +356,7 @@ class _BaseMLP(BaseEstimator):
         X, Y = self._validate_input(X, y, incremental, reset=first_pass, dtype=dtype)
         # copy a read-only array (a memmap) once here, not at every epoch's fit: Numba only
         # takes writeable arrays, and fastbp's input validation would copy it each time
-        X, Y = (a if a.flags.writeable else a.copy() for a in (X, Y))
+        X, Y = (a if issparse(a) or a.flags.writeable else a.copy() for a in (X, Y))
         sw = check_sample_weight(sample_weight, X.shape[0])
         dtype = X.dtype
         n_outputs = Y.shape[1]
@@ -392,6 +397,9 @@ class _BaseMLP(BaseEstimator):
                 )
             if train.sw is not None and not train.sw.any():
                 raise ValueError("The sample weights of the training split are all zero; use a different random_state.")
+        if issparse(X):  # to the kernels' form once, not at every epoch's Sequential.fit
+            for part in (train, val) if val is not None else (train,):
+                part.X = check_sparse_X(part.X, dtype)
         n_samples = train.X.shape[0]
         if p.batch_size is None:
             batch_size = min(200, n_samples)
@@ -637,13 +645,13 @@ class _BaseMLP(BaseEstimator):
             except ValueError:
                 validate_data(self, X, reset=False, dtype=(np.float64, np.float32), order="C")
                 raise
-        X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32), order="C")
+        X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32), order="C", accept_sparse=_SPARSE)
         out_dtype = X.dtype
         return model.predict(X).astype(out_dtype, copy=False)  # predict converts X to the model's dtype
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = False
+        tags.input_tags.sparse = True
         return tags
 
 
@@ -797,7 +805,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def _validate_input(self, X, y, incremental, reset, dtype):
         X, y = validate_data(
             self, X, y, multi_output=True, dtype=(np.float32, np.float64) if dtype is None else dtype,
-            order="C", reset=reset,
+            order="C", reset=reset, accept_sparse=_SPARSE,
         )  # fmt: skip
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
@@ -995,7 +1003,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     def _validate_input(self, X, y, incremental, reset, dtype):
         self._loss = _check_option(self, "loss", _REGRESSION_LOSSES)
         X, y = validate_data(
-            self, X, y, multi_output=True, y_numeric=True, order="C",
+            self, X, y, multi_output=True, y_numeric=True, order="C", accept_sparse=_SPARSE,
             dtype=(np.float32, np.float64) if dtype is None else dtype, reset=reset,
         )  # fmt: skip
         if y.ndim == 2 and y.shape[1] == 1:

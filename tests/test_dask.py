@@ -305,6 +305,35 @@ def test_fit_data_parallel_dataframe_equals_array(client, digits):
         np.testing.assert_array_equal(got, want)
 
 
+def test_sparse_chunks_train_and_predict_as_dense(client, digits):
+    """A dask array of SciPy CSR chunks (``from_array(..., asarray=False)``): each
+    partition reaches the model sparse, and every entry point gives what the same data
+    dense gives. float64, where the sparse and dense first layers agree to rounding
+    (``tests/test_sparse.py``); the incremental fit runs in this process first, so the
+    workers load its kernels from the cache."""
+    sparse = pytest.importorskip("scipy.sparse")
+    X_tr, y_tr, X_te, _ = digits
+    X_tr = np.where(np.abs(X_tr) < 0.5, 0.0, X_tr)  # about half zeros
+    rows = (len(X_tr) + 1) // 2
+    Xs = da.from_array(sparse.csr_matrix(X_tr), chunks=(rows, 64), asarray=False)
+    X, y = _halves(X_tr, y_tr)
+
+    def model() -> fb.Sequential:
+        return fb.Sequential([fb.Dense(16, activation="relu"), fb.Dense(10)], loss="cross_entropy", dtype="float64",
+                             seed=0)  # fmt: skip
+
+    for fit in (
+        lambda m, X: fbd.fit_incremental(m, X, y, epochs=2, batch_size=32, seed=1),
+        lambda m, X: fbd.fit_data_parallel(m, X, y, client=client, epochs=2, batch_size=32, sync_every=5, seed=1),
+    ):
+        a, b = model(), model()
+        ha, hb = fit(a, Xs), fit(b, X)
+        np.testing.assert_allclose(ha["loss"], hb["loss"], rtol=1e-9)
+        for got, want in zip(a.get_weights(), b.get_weights()):
+            np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(fbd.predict(a, Xs).compute(), b.predict(X_tr), rtol=1e-9, atol=1e-12)
+
+
 def test_fit_data_parallel_validates_before_changing_the_model(client, digits):
     X_tr, y_tr, _, _ = digits
     y_bad = y_tr.copy()

@@ -41,6 +41,7 @@ from .dropout import drop_backward_, drop_forward_, step_key
 from .launch import CTX, body_address, pack, run_blocks, unpack, view2d
 from .losses import CROSS_ENTROPY, GRAD, LINK, METRICS, VALUE, call_loss
 from .optim import optimizer_step_, scale_, sum_partials_sq, sum_sq_address, update_address
+from .sparse import first_backward, first_forward, first_input, gather_inputs, input_rows
 
 
 class TrainArgs(NamedTuple):
@@ -168,31 +169,38 @@ def _block(buf, R, coff, sizes, l, r0, r1):
 
 
 @njit(**SERIAL)
-def _forward_rows(x, r0, r1, theta, sizes, fwd, bwd, woff, boff, coff, R, abuf, zbuf, drop, dropk, key):
+def _forward_rows(x, rows, r0, r1, theta, sizes, fwd, bwd, woff, boff, coff, R, abuf, zbuf, drop, dropk, key):
     """Push rows r0:r1 of ``x`` through every layer into rows r0:r1 of the buffers.
 
-    ``drop`` holds the dropout rate of each slot (slot ``l + 1`` is layer ``l``'s output),
-    or is empty for inference; ``dropk`` the dropout kernels' addresses (read only when
-    ``drop`` is not empty); ``key`` seeds the masks (see ``dropout.py``).
+    ``x`` is a dense batch (rows ``r0:r1`` read) or a ``sparse.CSR`` data set read through
+    ``rows`` (see ``sparse.first_forward``). ``drop`` holds the dropout rate of each slot
+    (slot ``l + 1`` is layer ``l``'s output), or is empty for inference; ``dropk`` the
+    dropout kernels' addresses (read only when ``drop`` is not empty); ``key`` seeds the
+    masks (see ``dropout.py``).
     """
-    inp = x[r0:r1]
     L = fwd.shape[0]
+    inp = _block(abuf, R, coff, sizes, 0, r0, r1)
     for l in range(L):
         a = _block(abuf, R, coff, sizes, l, r0, r1)
         z = _block(zbuf, R, coff, sizes, l, r0, r1)  # never a: see activations.bias_act_cols_ (aliasing)
         b = theta[boff[l] : boff[l] + sizes[l + 1]]
-        dense_forward(inp, _weights(theta, sizes, woff, l), b, fwd[l], z, a)
+        if l == 0:
+            first_forward(x, rows, r0, r1, _weights(theta, sizes, woff, 0), b, fwd[0], z, a)
+        else:
+            dense_forward(inp, _weights(theta, sizes, woff, l), b, fwd[l], z, a)
         if drop.shape[0] > 0 and drop[l + 1] > 0:
             drop_forward_(dropk, a, r0, l + 1, L + 1, key, drop[l + 1], 0, a.shape[1])
         inp = a
 
 
 @njit(**SERIAL)
-def _backward_rows(x, r0, r1, theta, sizes, fwd, bwd, woff, boff, coff, R, abuf, zbuf, gbuf, dtheta, drop, dropk, key):
+def _backward_rows(x, rows, r0, r1, theta, sizes, fwd, bwd, woff, boff, coff, R, abuf, zbuf, gbuf, dtheta, drop, dropk,
+                   key):  # fmt: skip
     """Backward pass over rows r0:r1; ``gbuf``'s last region holds dL/da of the output.
 
     Writes this block's gradient of every parameter into ``dtheta`` (laid out as theta).
-    ``drop``/``dropk``/``key`` as in :func:`_forward_rows`: the masks are recomputed, not stored.
+    ``x``/``rows`` and ``drop``/``dropk``/``key`` as in :func:`_forward_rows`: the masks are
+    recomputed, not stored.
     """
     L = fwd.shape[0]
     for l in range(L - 1, -1, -1):
@@ -202,21 +210,15 @@ def _backward_rows(x, r0, r1, theta, sizes, fwd, bwd, woff, boff, coff, R, abuf,
         if drop.shape[0] > 0 and drop[l + 1] > 0:
             # layer l+1 has already used the masked output as its input; unmask for f'
             drop_backward_(dropk, g, a, r0, l + 1, L + 1, key, drop[l + 1], 0, g.shape[1])
-        inp = x[r0:r1] if l == 0 else _block(abuf, R, coff, sizes, l - 1, r0, r1)
-        dx = g if l == 0 else _block(gbuf, R, coff, sizes, l - 1, r0, r1)
         n_out = sizes[l + 1]
-        dense_backward(
-            inp,
-            _weights(theta, sizes, woff, l),
-            a,
-            z,
-            bwd[l],
-            g,
-            _weights(dtheta, sizes, woff, l),
-            dtheta[boff[l] : boff[l] + n_out],
-            dx,
-            l > 0,
-        )
+        dw = _weights(dtheta, sizes, woff, l)
+        db = dtheta[boff[l] : boff[l] + n_out]
+        if l == 0:
+            first_backward(x, rows, r0, r1, _weights(theta, sizes, woff, 0), a, z, bwd[0], g, dw, db)
+        else:
+            inp = _block(abuf, R, coff, sizes, l - 1, r0, r1)
+            dx = _block(gbuf, R, coff, sizes, l - 1, r0, r1)
+            dense_backward(inp, _weights(theta, sizes, woff, l), a, z, bwd[l], g, dw, db, dx, True)
 
 
 @njit(**INLINE)
@@ -229,12 +231,12 @@ def n_blocks(n_rows, n_threads, min_rows):
 def gather_rows_(X, yi, yf, sw, rows, r0, r1, loss, drop, dropk, key, L, xb, ybi, ybf, wb):
     """Rows ``r0:r1`` of the batch ``X[rows]`` (and their targets and sample weights) into
     the batch buffers, so shuffling never copies the data set; then the input's dropout
-    mask, if any. Element loops: an array slice assignment would compile Numba's
-    shape-mismatch message formatting, seconds of cold compile."""
+    mask, if any (sparse ``X`` is not gathered: ``sparse.gather_inputs``). Element loops: an
+    array slice assignment would compile Numba's shape-mismatch message formatting, seconds
+    of cold compile."""
+    gather_inputs(X, rows, r0, r1, xb)
     for r in range(r0, r1):
         src = rows[r]
-        for j in range(X.shape[1]):
-            xb[r, j] = X[src, j]
         if loss == CROSS_ENTROPY:
             ybi[r] = yi[src]
         else:
@@ -312,7 +314,8 @@ def block_gradients_(t, nb, s, e, wsum, key, a):
     r1 = (t + 1) * B // nb
     weighted = a.sw.shape[0] > 0
     gather_rows_(a.X, a.yi, a.yf, a.sw, rows, r0, r1, loss, a.drop, a.dropk, key, L, a.xb, a.ybi, a.ybf, a.wb)
-    _forward_rows(a.xb, r0, r1, a.theta, sizes, a.fwd, a.bwd, a.woff, a.boff, a.coff, R, a.abuf, a.zbuf, a.drop,
+    x = first_input(a.X, a.xb)
+    _forward_rows(x, rows, r0, r1, a.theta, sizes, a.fwd, a.bwd, a.woff, a.boff, a.coff, R, a.abuf, a.zbuf, a.drop,
                   a.dropk, key)  # fmt: skip
     out = _block(a.abuf, R, a.coff, sizes, L - 1, r0, r1)
     gout = _block(a.gbuf, R, a.coff, sizes, L - 1, r0, r1)
@@ -322,7 +325,7 @@ def block_gradients_(t, nb, s, e, wsum, key, a):
         call_loss(a.lossk, out, a.ybi[r0:r1], a.ybf[r0:r1], wblk, a.mpart[t], 0.0, METRICS)
     a.lpart[t] = call_loss(a.lossk, out, a.ybi[r0:r1], a.ybf[r0:r1], wblk, gout, scale, GRAD)
     _backward_rows(
-        a.xb, r0, r1, a.theta, sizes, a.fwd, a.bwd, a.woff, a.boff, a.coff, R, a.abuf, a.zbuf, a.gbuf, a.gpart[t],
+        x, rows, r0, r1, a.theta, sizes, a.fwd, a.bwd, a.woff, a.boff, a.coff, R, a.abuf, a.zbuf, a.gbuf, a.gpart[t],
         a.drop, a.dropk, key,
     )  # fmt: skip
 
@@ -397,7 +400,7 @@ def _forward_block(t, nb, f):
     sizes = f.sizes
     coff = f.coff
     chunk = f.chunk
-    N = X.shape[0]
+    N = f.out.shape[0]
     L = f.fwd.shape[0]
     C = coff[L]
     key = np.uint64(0)
@@ -410,8 +413,8 @@ def _forward_block(t, nb, f):
     for s in range(r0, r1, chunk):
         e = min(r1, s + chunk)
         # np.int64(0), not 0: a literal argument would compile a second specialisation
-        _forward_rows(X[s:e], np.int64(0), e - s, f.theta, sizes, f.fwd, f.bwd, f.woff, f.boff, coff, chunk, at, zt,
-                      f.nodrop, sizes[:0], key)  # fmt: skip
+        _forward_rows(input_rows(X, s, e), sizes[:0], np.int64(0), e - s, f.theta, sizes, f.fwd, f.bwd, f.woff,
+                      f.boff, coff, chunk, at, zt, f.nodrop, sizes[:0], key)  # fmt: skip
         o = f.out[s:e]
         # copy the last layer's rows (element loops: an array slice assignment would
         # compile Numba's shape-mismatch error formatting, seconds of cold compile)
