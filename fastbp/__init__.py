@@ -12,7 +12,7 @@ from .errors import BenchError, CLIError, ModelFileError, TrainingDivergedError
 from .io import load
 from .kernels.activations import ACTIVATIONS
 from .kernels.losses import LOSSES
-from .layers import Dense, Dropout
+from .layers import Dense, Dropout, Normalization
 from .metrics import METRICS
 from .model import History, LBFGSResult, Sequential
 from .onnx_export import export_onnx
@@ -31,6 +31,7 @@ __all__ = [
     "Callback",
     "CosineDecay",
     "Dropout",
+    "Normalization",
     "EarlyStopping",
     "ExponentialDecay",
     "LearningRateScheduler",

@@ -7,9 +7,11 @@ One subcommand per job::
     fastbp info model.fbp
     fastbp bench [--quick] [--workloads A,B] [--threads N] [--load] [--json out.json] [--peers torch,jax]
 
-``train`` reads a CSV (a header row; numeric feature columns; the target may be text for
-classification) or an ``.npz`` holding arrays ``X`` and ``y``, trains an MLP and saves it
-with its class labels and column names (see :mod:`fastbp.io`). ``predict`` streams its input
+``train`` reads a CSV (a header row; numeric or text feature columns, text one-hot encoded;
+the target may be text for classification; see :mod:`fastbp._tabular`) or an ``.npz``
+holding arrays ``X`` and ``y``, trains an MLP whose first layer standardises the features
+(``--no-standardize``: none) and saves it with its class labels, column names and
+encoding (see :mod:`fastbp.io`). ``predict`` streams its input
 in chunks and writes one CSV row per input row as it goes. ``info`` describes a model file.
 
 :func:`main` takes the arguments (default ``sys.argv[1:]``) and returns the exit status:
@@ -45,13 +47,21 @@ from pathlib import Path
 
 import numpy as np
 
+from ._tabular import (
+    CHUNK_ROWS,
+    CSV,
+    MAX_AUTO_CLASSES,
+    Encoding,
+    file_kind,
+    prepare_targets,
+    read_npz,
+    read_training_data,
+)
 from .errors import CLIError as CLIError  # re-exported: fastbp.cli.CLIError
 
 PROG = "fastbp"
 #: Rows read, predicted and written at a time by ``fastbp predict``.
-PREDICT_CHUNK_ROWS = 65536
-#: ``--task auto``: an integer or text target with at most this many distinct values is a class label.
-MAX_AUTO_CLASSES = 50
+PREDICT_CHUNK_ROWS = CHUNK_ROWS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -173,208 +183,6 @@ def _names(text: str) -> list[str]:
     return names
 
 
-# ---------------------------------------------------------------------------------- data files
-@dataclass
-class _Data:
-    """Features (float, the model's dtype) and raw targets read from a CSV or an npz."""
-
-    X: np.ndarray
-    y: np.ndarray | None  # (n,) or (n, t): numbers, or text labels from a CSV
-    feature_names: list[str] | None
-    target_names: list[str] | None
-
-
-def _kind(path: str) -> str:
-    suffix = Path(path).suffix.lower()
-    if suffix not in (".csv", ".npz"):
-        raise CLIError(f"{path}: expected a .csv or .npz file, got {suffix or 'no suffix'!r}")
-    if not Path(path).is_file():
-        raise CLIError(f"{path}: no such file")
-    return suffix[1:]
-
-
-class _CSV:
-    """A CSV file read row by row: the header, then chunks of rows with their line numbers."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._file = open(path, newline="", encoding="utf-8-sig")  # noqa: SIM115 (closed by close())
-        self._reader = csv.reader(self._file)
-        try:
-            header = next(self._reader, None)
-        except (csv.Error, UnicodeDecodeError) as exc:
-            self.close()
-            raise CLIError(f"{path}: not a readable CSV file ({exc})") from None
-        if not header or not any(h.strip() for h in header):
-            self.close()
-            raise CLIError(f"{path}: empty file; expected a header row of column names")
-        self.header = [h.strip() for h in header]
-        seen = set()
-        for name in self.header:
-            if not name:
-                self.close()
-                raise CLIError(f"{path}: the header has an empty column name")
-            if name in seen:
-                self.close()
-                raise CLIError(f"{path}: the header names column {name!r} twice")
-            seen.add(name)
-
-    def close(self) -> None:
-        self._file.close()
-
-    def __enter__(self) -> _CSV:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def columns(self, names: Sequence[str], what: str) -> list[int]:
-        missing = [n for n in names if n not in self.header]
-        if missing:
-            raise CLIError(f"{self.path}: no column named {missing[0]!r} ({what}); columns are: "
-                           f"{', '.join(self.header)}")  # fmt: skip
-        return [self.header.index(n) for n in names]
-
-    def chunks(self, rows: int) -> Iterator[tuple[list[list[str]], list[int]]]:
-        """Chunks of up to ``rows`` rows (blank lines skipped) and their line numbers."""
-        width = len(self.header)
-        chunk: list[list[str]] = []
-        lines: list[int] = []
-        try:
-            for row in self._reader:
-                if not row or (len(row) == 1 and not row[0].strip()):
-                    continue
-                line = self._reader.line_num
-                if len(row) != width:
-                    raise CLIError(f"{self.path}, line {line}: {len(row)} fields, but the header has {width}")
-                chunk.append(row)
-                lines.append(line)
-                if len(chunk) == rows:
-                    yield chunk, lines
-                    chunk, lines = [], []
-        except (csv.Error, UnicodeDecodeError) as exc:
-            raise CLIError(f"{self.path}, line {self._reader.line_num}: not readable CSV ({exc})") from None
-        if chunk:
-            yield chunk, lines
-
-    def numbers(self, rows: list[list[str]], lines: list[int], cols: list[int], dtype: np.dtype) -> np.ndarray:
-        """The given columns of ``rows`` as a finite float array; errors name the cell."""
-        cells = [[row[c] for c in cols] for row in rows]
-        try:
-            arr = np.array(cells, dtype=np.float64).reshape(len(rows), len(cols))
-        except ValueError:
-            arr = None
-        if arr is None or not np.isfinite(arr).all():
-            for r, row in enumerate(cells):
-                for j, cell in enumerate(row):
-                    try:
-                        ok = math.isfinite(float(cell))
-                    except ValueError:
-                        ok = False
-                    if not ok:
-                        name = self.header[cols[j]]
-                        what = "an empty value" if not cell.strip() else f"{cell!r}, not a finite number"
-                        raise CLIError(f"{self.path}, line {lines[r]}: column {name!r} has {what}")
-        return arr.astype(dtype, copy=False)
-
-
-def _read_npz(path: str, dtype: np.dtype, need_y: bool) -> _Data:
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            names = set(f.files)
-            for key in ("X", "y") if need_y else ("X",):
-                if key not in names:
-                    raise CLIError(f"{path}: no array named {key!r} (it holds {sorted(names)}); expected X and y")
-            X = f["X"]
-            y = f["y"] if "y" in names else None
-    except CLIError:
-        raise
-    except (ValueError, OSError, EOFError) as exc:  # not a zip, pickled object arrays, truncated
-        raise CLIError(f"{path}: not a readable .npz file ({exc})") from None
-    if X.ndim != 2 or X.dtype.kind not in "biuf" or X.shape[0] == 0 or X.shape[1] == 0:
-        raise CLIError(f"{path}: X must be a non-empty 2-D numeric array, got {X.dtype} of shape {X.shape}")
-    X = X.astype(dtype)
-    if not np.isfinite(X).all():
-        raise CLIError(f"{path}: X contains NaN or infinity")
-    if y is not None and need_y:
-        if y.ndim not in (1, 2) or y.shape[0] != X.shape[0] or y.dtype.kind not in "biufUS":
-            raise CLIError(f"{path}: y must be numbers or text of shape ({X.shape[0]},) or ({X.shape[0]}, k), "
-                           f"got {y.dtype} of shape {y.shape}")  # fmt: skip
-    return _Data(X=X, y=y, feature_names=None, target_names=None)
-
-
-def _read_training_data(path: str, target: list[str] | None, dtype: np.dtype) -> _Data:
-    if _kind(path) == "npz":
-        return _read_npz(path, dtype, need_y=True)
-    if not target:
-        raise CLIError("--target is required for CSV input: the name of the column to predict")
-    with _CSV(path) as table:
-        t_cols = table.columns(target, "--target")
-        f_cols = [c for c in range(len(table.header)) if c not in t_cols]
-        if not f_cols:
-            raise CLIError(f"{path}: no feature columns besides the target")
-        X_parts, y_parts = [], []
-        for rows, lines in table.chunks(PREDICT_CHUNK_ROWS):
-            X_parts.append(table.numbers(rows, lines, f_cols, dtype))
-            y_parts.append(np.array([[row[c].strip() for c in t_cols] for row in rows], dtype=str))
-    if not X_parts:
-        raise CLIError(f"{path}: no data rows after the header")
-    y = np.concatenate(y_parts)
-    return _Data(X=np.concatenate(X_parts), y=y[:, 0] if len(t_cols) == 1 else y,
-                 feature_names=[table.header[c] for c in f_cols], target_names=list(target))  # fmt: skip
-
-
-def _as_numbers(y: np.ndarray) -> np.ndarray | None:
-    """``y`` as float64 if every value is a finite number (text parsed), else None."""
-    if y.dtype.kind in "biuf":
-        return y.astype(np.float64)
-    try:
-        out = y.astype(np.float64)
-    except ValueError:
-        return None
-    return out if np.isfinite(out).all() else None
-
-
-def _prepare_targets(data: _Data, task: str, path: str) -> tuple[str, np.ndarray, list | None]:
-    """(task, y for fit, class labels or None), with ``--task auto`` resolved."""
-    y = data.y
-    numbers = _as_numbers(y)
-    integral = numbers is not None and bool(np.all(numbers == np.round(numbers)))
-    if task == "auto":
-        if y.ndim == 2:
-            task = "regression"
-        else:
-            n_distinct = len(np.unique(y if numbers is None else numbers))
-            if (integral or numbers is None) and n_distinct <= MAX_AUTO_CLASSES:
-                task = "classification"
-            elif numbers is None:
-                raise CLIError(f"{path}: the target is text with {n_distinct} distinct values (more than "
-                               f"{MAX_AUTO_CLASSES}); pass --task classification to train a classifier")  # fmt: skip
-            else:
-                task = "regression"
-    if task == "regression":
-        if numbers is None:
-            raise CLIError(f"{path}: --task regression needs numeric targets, but the target holds text "
-                           f"(for example {_first_text(y)!r})")  # fmt: skip
-        return task, numbers, None
-    if y.ndim == 2:
-        raise CLIError(f"{path}: classification needs one target column, got {y.shape[1]}")
-    labels = y if numbers is None else (numbers.astype(np.int64) if integral else numbers)
-    classes, codes = np.unique(labels, return_inverse=True)
-    if len(classes) < 2:
-        raise CLIError(f"{path}: classification needs at least 2 classes, the target has only {classes.tolist()}")
-    return task, codes.astype(np.int64), classes.tolist()
-
-
-def _first_text(y: np.ndarray) -> str:
-    for value in y.ravel():
-        try:
-            float(value)
-        except ValueError:
-            return str(value)
-    return str(y.ravel()[0])
-
-
 @dataclass
 class _Threads:
     """``--threads``: set for the command, restored after."""
@@ -441,6 +249,10 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--validation-split", type=_fraction, default=0.1, metavar="F",
                    help="fraction of rows, drawn at random (stratified by class for classification), "
                         "held out (default 0.1; 0: none)")  # fmt: skip
+    p.add_argument("--no-standardize", dest="standardize", action="store_false",
+                   help="feed the features as they are; by default the model's first layer is a Normalization "
+                        "that standardises each numeric feature with the training rows' mean and standard deviation "
+                        "(stored in the model file, so predict and ONNX take raw features)")  # fmt: skip
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="default float32")
     p.add_argument("--threads", type=_positive_int, default=None, metavar="N", help="fastbp threads (default: all)")
     p.add_argument("--quiet", action="store_true", help="print only the final metrics, not every epoch")
@@ -491,8 +303,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     _check_out_dir(args.out, "--out")
     threads = _Threads(args.threads)
     dtype = np.dtype(args.dtype)
-    data = _read_training_data(args.data, args.target, dtype)
-    task, y, classes = _prepare_targets(data, args.task, args.data)
+    data = read_training_data(args.data, args.target, dtype)
+    task, y, classes = prepare_targets(data, args.task, args.data)
     classifier = task == "classification"
     if classifier:
         loss, k = "cross_entropy", len(classes)
@@ -507,11 +319,19 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.lr is not None:
         optimizer = type(optimizer)(**{**optimizer.get_config(), "lr": args.lr})
     layers = [fb.Dense(units, activation=args.activation) for units in args.hidden] + [fb.Dense(k)]
+    if args.standardize:
+        layers.insert(0, _normalization(X_train, data.encoding))
     model = fb.Sequential(layers, loss=loss, optimizer=optimizer, seed=args.seed, dtype=dtype,
                           metrics=["accuracy"] if classifier else None)  # fmt: skip
     kind = f"{len(classes)}-class classification" if classifier else f"regression ({loss}, {k} output(s))"
     print(f"training on {len(y_train)} rows x {data.X.shape[1]} features ({len(y_val)} held out): {kind}, "
           f"layers {' -> '.join(str(n) for n in [data.X.shape[1], *args.hidden, k])}")  # fmt: skip
+    text = data.encoding.text_columns if data.encoding is not None else []
+    if text or args.standardize:
+        print("features: " + "; ".join(
+            ([f"one-hot {', '.join(f'{n} ({c} values)' for n, c in text)}"] if text else [])
+            + (["numeric ones standardised with the training rows' mean and std"] if args.standardize else [])
+        ))  # fmt: skip
 
     validation = {"validation_data": (X_val, y_val)} if len(y_val) else {}
     with threads:
@@ -529,12 +349,25 @@ def _cmd_train(args: argparse.Namespace) -> int:
         "task": task,
         "classes": classes,
         "feature_names": data.feature_names,
+        "encoding": None if data.encoding is None else data.encoding.to_json(),
         "target_names": data.target_names,
         "trained_on": os.path.basename(args.data),
     }
     save_model(model, args.out, extra=extra)
     print(f"wrote {args.out} ({model.count_params()} parameters)")
     return 0
+
+
+def _normalization(X_train: np.ndarray, encoding: Encoding | None):
+    """A Normalization layer adapted to the training rows; one-hot features pass unchanged
+    (mean 0, variance 1)."""
+    import fastbp as fb
+
+    norm = fb.Normalization().adapt(X_train)
+    if encoding is None or not encoding.text_columns:
+        return norm
+    onehot = encoding.onehot_mask()
+    return fb.Normalization(mean=np.where(onehot, 0.0, norm.mean), variance=np.where(onehot, 1.0, norm.variance))
 
 
 # ---------------------------------------------------------------------------------- predict
@@ -579,17 +412,24 @@ def _output_columns(model, extra: dict, proba: bool) -> tuple[bool, list, list[s
     return False, [], ["prediction"] if k == 1 else [f"output_{j}" for j in range(k)]
 
 
-def _feature_chunks(path: str, model, feature_names: list | None) -> Iterator[np.ndarray]:
-    """The model's features from DATA, ``PREDICT_CHUNK_ROWS`` rows at a time."""
+def _feature_chunks(path: str, model, feature_names: list | None, encoding: Encoding | None = None
+                    ) -> Iterator[np.ndarray]:  # fmt: skip
+    """The model's features from DATA, ``PREDICT_CHUNK_ROWS`` rows at a time (a CSV's
+    columns encoded as at training, when the model file records how)."""
     n_features = model.n_features
-    if _kind(path) == "npz":
-        X = _read_npz(path, model.dtype, need_y=False).X
+    if file_kind(path) == "npz":
+        X = read_npz(path, model.dtype, need_y=False).X
         if X.shape[1] != n_features:
             raise CLIError(f"{path}: X has {X.shape[1]} columns, but the model expects {n_features} features")
         for start in range(0, X.shape[0], PREDICT_CHUNK_ROWS):
             yield X[start : start + PREDICT_CHUNK_ROWS]
         return
-    with _CSV(path) as table:
+    with CSV(path) as table:
+        if encoding is not None and encoding.width == n_features:
+            cols = table.columns(encoding.names, "a feature the model was trained on")
+            for rows, lines in table.chunks(PREDICT_CHUNK_ROWS):
+                yield encoding.encode(table, rows, lines, cols, model.dtype)
+            return
         if isinstance(feature_names, list) and len(feature_names) == n_features:
             cols = table.columns([str(n) for n in feature_names], "a feature the model was trained on")
         elif len(table.header) == n_features:
@@ -616,7 +456,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     model = model_file.model
     if not model.built:
         raise CLIError(f"{args.model}: the model was never trained (it has no weights)")
-    _kind(args.data)
+    file_kind(args.data)
     if args.out is not None:
         _check_out_dir(args.out, "--out")
     classifier, classes, header = _output_columns(model, model_file.extra, args.proba)
@@ -627,7 +467,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         writer.writerow(header)
         n = 0
         with threads:
-            for X in _feature_chunks(args.data, model, model_file.extra.get("feature_names")):
+            extra = model_file.extra
+            encoding = Encoding.from_json(extra.get("encoding"))
+            for X in _feature_chunks(args.data, model, extra.get("feature_names"), encoding):
                 out = model.predict(X)
                 if classifier:
                     rows = labels[out.argmax(axis=1)].reshape(-1, 1).tolist()

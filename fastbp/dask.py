@@ -388,7 +388,7 @@ def _prepare_partition(Xp: object, yp: object, model: Sequential) -> tuple[np.nd
         raise ValueError(f"X and y partitions have different lengths: {Xp.shape[0]} and {yp.shape[0]}")
     if Xp.shape[0] == 0:
         return None
-    Xp = model._check_X(Xp)
+    Xp = model._check_X(Xp, normalize=False)  # validated here; fit standardises, once
     yi, yf = model._check_y(yp, Xp.shape[0])
     return Xp, (yi if model._loss == CROSS_ENTROPY else yf)
 

@@ -22,15 +22,18 @@ from ._threads import compute_threads
 from .kernels.activations import apply_backward, apply_forward
 from .kernels.losses import CROSS_ENTROPY, loss_grad
 from .kernels.sparse import is_sparse
-from .layers import Dense
+from .layers import Dense, Normalization
 from .model import Sequential
 
 
 def _float64_copy(model: Sequential) -> Sequential:
-    """The same network (architecture, loss, weights) in float64, without Dropout."""
+    """The same network (architecture, loss, weights, input standardisation) in float64,
+    without Dropout."""
     if not model.built:
         raise ValueError("the model is not built yet: call fit, build or set_weights first")
-    layers = [Dense(**layer.get_config()) for layer in model.dense_layers]
+    norm = model.normalization
+    layers = [Normalization(**norm.get_config())] if norm is not None else []
+    layers += [Dense(**layer.get_config()) for layer in model.dense_layers]
     copy = Sequential(layers, loss=model.loss, dtype="float64", seed=0)
     copy.set_weights(model.get_weights())
     return copy
@@ -66,8 +69,8 @@ def check_gradients(
     if not isinstance(max_entries, int) or max_entries < 1:
         raise ValueError(f"max_entries must be a positive int, got {max_entries!r}")
     twin = _float64_copy(model)
-    X, yi, yf, sw = twin._check_xy(X, y, None)
     _, analytic = twin.loss_and_gradients(X, y)
+    X, yi, yf, sw = twin._check_xy(X, y, None)  # as the network sees it (standardised, if so)
     theta = twin._theta
     rng = np.random.default_rng(seed)
 

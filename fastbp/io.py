@@ -6,15 +6,20 @@ continues ``fit`` exactly where it stopped. Loading never unpickles anything: ev
 is plain numbers or JSON, and every field is checked before a model is built. By convention
 the files end in ``.fbp``.
 
-File format, version 1
+File format, version 2
 ----------------------
+Version 2 adds the ``Normalization`` layer class (its ``mean`` and ``variance`` are in its
+config, as JSON numbers, which round-trip float64 exactly); everything else is version 1's,
+and version-1 files load unchanged.
+
 An uncompressed ZIP archive, as written by :func:`numpy.savez` (every entry stored, not
 deflated), holding ``.npy`` entries:
 
 ``meta.npy``
     1-D ``uint8`` array: UTF-8 JSON text (an object; no NaN or infinity anywhere), with
     ``format``          ``"fastbp-model"``
-    ``format_version``  ``1``; a file with a higher number needs a newer fastbp
+    ``format_version``  ``2`` (``1`` in older files); a file with a higher number needs a
+                        newer fastbp
     ``fastbp_version``  version of fastbp that wrote the file (information only)
     ``layers``          ``[{"class": "Dense", "config": {...}}, ...]``: each layer's class
                         name (from a fixed allow-list) and ``get_config()``
@@ -73,11 +78,11 @@ from .errors import ModelFileError as ModelFileError  # re-exported: fastbp.io.M
 from .model import Sequential, parameter_count
 
 FORMAT = "fastbp-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 #: Layer classes a file may name, looked up by these fixed names in ``fastbp.layers``
 #: (classes the installed fastbp does not have are skipped). Nothing else is ever imported.
-LAYER_CLASSES: tuple[str, ...] = ("Dense", "Dropout")
+LAYER_CLASSES: tuple[str, ...] = ("Dense", "Dropout", "Normalization")
 #: Optimizer classes a file may name: those of ``fastbp.optimizers.OPTIMIZERS``.
 OPTIMIZER_CLASSES: tuple[str, ...] = tuple(cls.__name__ for cls in _optimizers_module.OPTIMIZERS.values())
 _BIT_GENERATORS: dict[str, type] = {

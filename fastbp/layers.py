@@ -155,5 +155,99 @@ class Dropout:
         return f"Dropout({self.rate})"
 
 
+class Normalization:
+    """Standardise each input feature, ``(x - mean) / sqrt(variance)``, as Keras'
+    ``Normalization`` layer: the first layer of a model, so that the model (and its file,
+    and its ONNX export) takes raw features.
+
+    The statistics are given, or learned from data by :meth:`adapt` (per column, over the
+    rows; the population variance, as scikit-learn's ``StandardScaler``). A column of
+    variance 0 is only centred (divided by 1). It has no trainable parameters: ``fit``
+    leaves it as it is, and ``get_weights`` does not list it. The input is standardised in
+    the model's dtype once per call, at the API boundary (a copy of ``X``); sparse input
+    would lose its zeros, so it takes dense ``X`` only.
+
+    Parameters
+    ----------
+    mean, variance : sequence of float, optional
+        One value per feature (variance >= 0); both or neither. Without them, call
+        :meth:`adapt` before the model's first ``fit`` or ``predict``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastbp as fb
+    >>> norm = fb.Normalization()
+    >>> norm.adapt(np.array([[1.0, 10.0], [3.0, 10.0]]))
+    Normalization(2 features)
+    >>> norm.mean.tolist(), norm.variance.tolist()
+    ([2.0, 10.0], [1.0, 0.0])
+    """
+
+    def __init__(self, mean: object = None, variance: object = None) -> None:
+        if (mean is None) != (variance is None):
+            raise ValueError("Normalization needs both mean and variance, or neither (then call adapt(X))")
+        self.mean: np.ndarray | None = None
+        self.variance: np.ndarray | None = None
+        if mean is not None:
+            self._set(mean, variance)
+
+    #: No trainable parameters: never "belongs" to a model as a Dense layer does.
+    built = False
+
+    def _set(self, mean: object, variance: object) -> None:
+        m = np.asarray(mean, dtype=np.float64)
+        v = np.asarray(variance, dtype=np.float64)
+        if m.ndim != 1 or m.shape != v.shape or m.shape[0] == 0:
+            raise ValueError(f"mean and variance must be 1-D with one value per feature, got shapes "
+                             f"{m.shape} and {v.shape}")  # fmt: skip
+        if not (np.isfinite(m).all() and np.isfinite(v).all()) or (v < 0).any():
+            raise ValueError("mean must be finite and variance finite and >= 0")
+        self.mean, self.variance = m, v
+
+    @property
+    def adapted(self) -> bool:
+        return self.mean is not None
+
+    @property
+    def input_dim(self) -> int | None:
+        return None if self.mean is None else int(self.mean.shape[0])
+
+    def adapt(self, X: object) -> Normalization:
+        """Learn ``mean`` and ``variance`` of each column of ``X`` (2-D, finite; float64
+        arithmetic). Returns the layer."""
+        from ._validation import check_X
+
+        arr = check_X(X, np.dtype(np.float64), name="X")
+        if not isinstance(arr, np.ndarray):
+            raise TypeError("Normalization.adapt needs dense X: standardising would fill in a sparse matrix's zeros")
+        self._set(arr.mean(axis=0), arr.var(axis=0))
+        return self
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        """``(X - mean) / std`` in ``X``'s dtype (std 1 where the variance is 0), as a new
+        array; ``X`` is a validated 2-D array of the model's width."""
+        if self.mean is None:
+            raise ValueError("the Normalization layer has no statistics: call its adapt(X_train) first")
+        mean, std = self.scale(X.dtype)
+        out = X - mean
+        out /= std
+        return out
+
+    def scale(self, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+        """(mean, std) in ``dtype``, the constants :meth:`transform` (and ONNX) use."""
+        std = np.sqrt(self.variance)
+        std[std == 0] = 1.0
+        return self.mean.astype(dtype), std.astype(dtype)
+
+    def get_config(self) -> dict:
+        """The ``__init__`` arguments (plain lists: a model file's JSON holds them exactly)."""
+        if self.mean is None:
+            return {"mean": None, "variance": None}
+        return {"mean": self.mean.tolist(), "variance": self.variance.tolist()}
+
+    def __repr__(self) -> str:
+        return "Normalization(not adapted)" if self.mean is None else f"Normalization({self.mean.shape[0]} features)"
+
+
 #: Layer classes a model may hold (model files name them from this registry only).
-LAYERS: dict[str, type] = {"Dense": Dense, "Dropout": Dropout}
+LAYERS: dict[str, type] = {"Dense": Dense, "Dropout": Dropout, "Normalization": Normalization}

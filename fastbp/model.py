@@ -39,8 +39,8 @@ from .kernels.activations import addresses
 from .kernels.dropout import dropout_addresses
 from .kernels.losses import BINARY_CROSS_ENTROPY, CROSS_ENTROPY, LOSSES, POISSON, link_, loss_kernels
 from .kernels.optim import N_COEF, n_chunks, reduce_partials
-from .kernels.sparse import is_sparse, take_rows
-from .layers import Dense, Dropout
+from .kernels.sparse import CSR, is_sparse, take_rows
+from .layers import Dense, Dropout, Normalization
 from .metrics import METRICS, check_metrics
 from .optimizers import Optimizer, get_optimizer
 
@@ -97,7 +97,7 @@ class _Plan:
         for layer in all_layers:
             if isinstance(layer, Dense):
                 slot += 1
-            else:  # consecutive Dropouts combine: the kept fraction multiplies
+            elif isinstance(layer, Dropout):  # consecutive Dropouts combine: the kept fraction multiplies
                 keep[slot] *= 1.0 - layer.rate
         drop = 1.0 - keep
         drop = drop if drop.any() else np.zeros(0)
@@ -252,12 +252,15 @@ class Sequential:
             layer._bind(W, b)
 
     # ------------------------------------------------------------------ container
-    def add(self, layer: Dense | Dropout) -> None:
-        """Append a layer (only before the model is built)."""
-        if not isinstance(layer, Dense | Dropout):
-            raise TypeError(f"layers must be Dense or Dropout instances, got {type(layer).__name__}: {layer!r}")
+    def add(self, layer: Dense | Dropout | Normalization) -> None:
+        """Append a layer (only before the model is built; a Normalization only first)."""
+        if not isinstance(layer, Dense | Dropout | Normalization):
+            raise TypeError(f"layers must be Dense, Dropout or Normalization instances, got {type(layer).__name__}: "
+                            f"{layer!r}")  # fmt: skip
         if getattr(self, "_plan", None) is not None:
             raise RuntimeError("cannot add a layer to a built model")
+        if isinstance(layer, Normalization) and self.layers:
+            raise ValueError("a Normalization layer must be the model's first layer (it standardises the input)")
         if layer.built:
             raise ValueError(f"{layer!r} already belongs to a built model; create a new Dense")
         self.layers.append(layer)
@@ -286,11 +289,19 @@ class Sequential:
         if self._plan is not None:
             return int(self._plan.sizes[0])
         dense = self.dense_layers
-        return dense[0].input_dim if dense else None
+        first = dense[0].input_dim if dense else None
+        norm = self.normalization
+        return first if first is not None or norm is None else norm.input_dim
 
     @property
     def n_outputs(self) -> int:
         return self.dense_layers[-1].units
+
+    @property
+    def normalization(self) -> Normalization | None:
+        """The first layer if it is a :class:`Normalization`, else None."""
+        first = self.layers[0] if self.layers else None
+        return first if isinstance(first, Normalization) else None
 
     @property
     def dense_layers(self) -> list[Dense]:
@@ -312,6 +323,10 @@ class Sequential:
         first = self.dense_layers[0].input_dim
         if first is not None and first != n_features:
             raise ValueError(f"the first layer has input_dim={first}, but X has {n_features} features")
+        norm = self.normalization
+        if norm is not None and norm.adapted and norm.input_dim != n_features:
+            raise ValueError(f"the Normalization layer has statistics for {norm.input_dim} features, but X has "
+                             f"{n_features}")  # fmt: skip
         big = float(np.finfo(self.dtype).max)
         for layer in self.dense_layers:
             if layer.bias_init != "zeros" and abs(layer.bias_init) > big:
@@ -340,9 +355,23 @@ class Sequential:
             self.build(n_features)
 
     # ------------------------------------------------------------------ validation
-    def _check_X(self, X: object) -> np.ndarray:
+    def _check_X(self, X: object, normalize: bool = True, name: str = "X",
+                 n_features: int | None = None) -> np.ndarray | CSR:  # fmt: skip
+        """``X`` validated and converted for the kernels (``check_X``), then standardised by
+        the model's Normalization layer if it has one (``normalize``: the callers that pass
+        the result on to ``fit`` validate only)."""
         self._require_layers()
-        return check_X(X, self.dtype, self.n_features)
+        X = check_X(X, self.dtype, n_features or self.n_features, name=name)
+        norm = self.normalization
+        if normalize and norm is not None:
+            if is_sparse(X):
+                raise TypeError(f"{name} is sparse, but the model's first layer is a Normalization, which would "
+                                "fill in its zeros: pass dense input, or use a model without it")  # fmt: skip
+            if norm.adapted and norm.input_dim != X.shape[1]:
+                raise ValueError(f"{name} has {X.shape[1]} features, but the Normalization layer has statistics "
+                                 f"for {norm.input_dim}")  # fmt: skip
+            X = norm.transform(X)
+        return X
 
     def _check_y(self, y: object, n_samples: int, name: str = "y") -> tuple[np.ndarray, np.ndarray]:
         """(yi, yf) for the kernels: labels for cross-entropy, float targets otherwise."""
@@ -409,10 +438,7 @@ class Sequential:
     ) -> tuple:  # fmt: skip
         """(X, yi, yf, sample weights or None) validated for this model (``name``: the
         argument they came in, e.g. ``validation_data``)."""
-        if name:
-            X = check_X(X, self.dtype, n_features or self.n_features, name=f"{name}[0]")
-        else:
-            X = self._check_X(X)
+        X = self._check_X(X, name=f"{name}[0]" if name else "X", n_features=n_features)
         yi, yf = self._check_y(y, X.shape[0], name=f"{name}[1]" if name else "y")
         sw = check_sample_weight(sample_weight, X.shape[0], f"{name}[2]" if name else "sample_weight")
         return X, yi, yf, sw
@@ -483,7 +509,8 @@ class Sequential:
         """
         # ---- validate everything before touching the model
         X, yi, yf, sw = self._check_xy(X, y, sample_weight)
-        if is_sparse(X) and self.layers and isinstance(self.layers[0], Dropout):
+        first = self.layers[1 if self.normalization is not None else 0] if self.layers else None
+        if is_sparse(X) and isinstance(first, Dropout):
             raise ValueError("a Dropout before the first Dense layer needs dense input: with sparse X, it would "
                              "drop only the stored values; remove it or pass X.toarray()")  # fmt: skip
         epochs = check_int(epochs, "epochs")
@@ -830,7 +857,7 @@ class Sequential:
         rows = [("Layer (type)", "Output shape", "Param #")]
         width = self.n_features
         total = 0
-        counts = {"Dense": 0, "Dropout": 0}
+        counts = {"Dense": 0, "Dropout": 0, "Normalization": 0}
         for layer in self.layers:
             kind = type(layer).__name__
             counts[kind] += 1
@@ -841,6 +868,8 @@ class Sequential:
                 total += params or 0
                 detail = f"{params:,}" if params is not None else "? (input width unknown)"
                 rows.append((f"{name}, {layer.activation}", f"(None, {width})", detail))
+            elif isinstance(layer, Normalization):
+                rows.append((name, f"(None, {width if width else '?'})", "0"))
             else:
                 rows.append((f"{name}, rate {layer.rate:g}", f"(None, {width if width else '?'})", "0"))
         cols = [max(len(r[i]) for r in rows) + 2 for i in range(3)]

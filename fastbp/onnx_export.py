@@ -1,8 +1,9 @@
 """Export a trained :class:`~fastbp.Sequential` to ONNX, for inference anywhere ONNX runs.
 
 The graph computes exactly what ``model.predict`` does: per ``Dense`` layer a ``MatMul``
-with ``W`` (shape ``(n_in, n_out)``), an ``Add`` of ``b`` and the activation; dropout layers
-are the identity at inference and export nothing; the loss's output link comes last
+with ``W`` (shape ``(n_in, n_out)``), an ``Add`` of ``b`` and the activation (a leading
+``Normalization`` is a ``Sub`` of its mean and a ``Div`` by its standard deviation); dropout
+layers are the identity at inference and export nothing; the loss's output link comes last
 (``Softmax`` for ``cross_entropy``, ``Sigmoid`` for ``binary_cross_entropy``, ``Exp`` for
 ``poisson``, nothing for ``mse``/``huber``). The input is named ``"input"``, of shape
 ``(batch, n_features)`` with a dynamic batch dimension; the output is ``"output"``, of shape
@@ -155,6 +156,10 @@ def _build_proto(onnx, model: Sequential, opset: int):
     for i, layer in enumerate(model.layers):
         kind = type(layer).__name__
         if kind == "Dropout":  # identity at inference
+            continue
+        if kind == "Normalization":  # (x - mean) / std with the constants predict uses
+            mean, std = layer.scale(dtype)
+            x = g.op("Div", [g.op("Sub", [x, g.const("norm_mean", mean)]), g.const("norm_std", std)])
             continue
         if kind != "Dense":
             raise ValueError(f"cannot export layer {i} of class {kind} to ONNX")

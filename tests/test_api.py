@@ -231,7 +231,7 @@ def test_accepts_lists_float64_and_non_contiguous_input():
         (lambda: fb.Sequential([fb.Dense(3)], loss="mse", optimizer="lbfgs"), ValueError, "unknown optimizer"),
         (lambda: fb.Sequential([fb.Dense(3)], loss="mse", optimizer=3), TypeError, "optimizer must be"),
         (lambda: fb.Sequential([fb.Dense(3)], loss="mse", dtype="float16"), ValueError, "dtype"),
-        (lambda: fb.Sequential(["dense"], loss="mse"), TypeError, "Dense or Dropout instances"),
+        (lambda: fb.Sequential(["dense"], loss="mse"), TypeError, "Dense, Dropout or Normalization instances"),
         (lambda: fb.Sequential([fb.Dense(3)], loss="mse", seed=-1), ValueError, "seed"),
         (lambda: fb.SGD(lr=0), ValueError, "lr must be in"),
         (lambda: fb.SGD(lr=float("nan")), ValueError, "lr"),

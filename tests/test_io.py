@@ -149,7 +149,7 @@ def test_extra_and_metadata_are_returned(tmp_path, data):
 def test_format_is_readable_with_plain_numpy_and_json(saved):
     meta, arrays = entries(saved)
     model = load(saved)
-    assert meta["format"] == "fastbp-model" and meta["format_version"] == 1
+    assert meta["format"] == "fastbp-model" and meta["format_version"] == 2
     assert meta["layers"][0] == {"class": "Dense", "config": model[0].get_config()}
     assert meta["optimizer"]["class"] == "Adam" and meta["dtype"] == "float32" and meta["step"] == model._step
     assert set(arrays) == {"theta", "m", "v"}
@@ -268,9 +268,9 @@ def test_changed_array_fails_the_checksum(saved):
 
 def test_newer_format_version(saved):
     meta, _ = entries(saved)
-    meta["format_version"] = 2
+    meta["format_version"] = 3
     rewrite(saved, meta=meta)
-    with pytest.raises(ValueError, match=r"written by a newer fastbp, format version 2 > 1"):
+    with pytest.raises(ValueError, match=r"written by a newer fastbp, format version 3 > 2"):
         load(saved)
 
 
@@ -430,3 +430,50 @@ def test_lr_schedule_round_trips(tmp_path, data):
     with pytest.raises(TypeError, match="cannot save an lr schedule of class function"):
         model.save(tmp_path / "other.fbp")
     assert not (tmp_path / "other.fbp").exists()
+
+
+# ---------------------------------------------------------------------- versions and Normalization
+DATA = Path(__file__).with_name("data")
+
+
+def test_version_1_file_still_loads():
+    """``data/model_v1.fbp`` was written by fastbp before format version 2 (a 4-6-2 tanh net
+    with dropout, Adam, 5 epochs): it loads, predicts as it did and trains on."""
+    mf = read_model(DATA / "model_v1.fbp")
+    assert mf.meta["format_version"] == 1
+    assert mf.extra["feature_names"] == ["a", "b", "c", "d"]
+    model = mf.model
+    assert [type(layer).__name__ for layer in model.layers] == ["Dense", "Dropout", "Dense"]
+    expected = np.load(DATA / "model_v1_expected.npz")
+    np.testing.assert_array_equal(model.predict(expected["X"]), expected["proba"])
+    step = model._step
+    model.fit(expected["X"], [0, 1] * 4, epochs=1, batch_size=4, verbose=0)
+    assert model._step == step + 2
+
+
+def test_normalization_round_trips(tmp_path):
+    rng = np.random.default_rng(3)
+    X = rng.normal(50.0, 20.0, (80, 3))
+    X[:, 2] = 7.0  # a constant column: centred only
+    y = (X[:, 0] > 50).astype(int)
+    model = fb.Sequential([fb.Normalization().adapt(X), fb.Dense(5, "relu"), fb.Dense(2)], loss="cross_entropy",
+                          dtype="float64", seed=0)  # fmt: skip
+    model.fit(X, y, epochs=3, batch_size=16, verbose=0)
+    path = tmp_path / "norm.fbp"
+    model.save(path)
+    meta, _ = entries(path)
+    assert meta["layers"][0] == {"class": "Normalization", "config": model[0].get_config()}
+    loaded = load(path)
+    np.testing.assert_array_equal(loaded[0].mean, model[0].mean)  # JSON keeps float64 exactly
+    np.testing.assert_array_equal(loaded[0].variance, model[0].variance)
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+
+
+def test_normalization_with_the_wrong_width_is_refused(saved):
+    meta, _ = entries(saved)
+    n = meta["n_features"]
+    meta["layers"].insert(0, {"class": "Normalization", "config": {"mean": [0.0] * (n + 1),
+                                                                    "variance": [1.0] * (n + 1)}})  # fmt: skip
+    rewrite(saved, meta=meta)
+    with pytest.raises(ValueError, match=rf"layers\[0\] has input_dim={n + 1}, but {n} values flow into it"):
+        load(saved)

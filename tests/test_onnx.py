@@ -125,3 +125,20 @@ def test_errors(tmp_path, monkeypatch):
     with pytest.raises(ImportError, match=r"pip install fastbp\[onnx\]"):
         export_onnx(model, tmp_path / "m.onnx")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_normalization_layer_takes_raw_features(tmp_path, dtype):
+    """A leading Normalization exports as Sub + Div with predict's constants: the ONNX model
+    takes the raw features too."""
+    rng = np.random.default_rng(4)
+    X = rng.normal(1000.0, 300.0, (64, 3)).astype(dtype)  # raw scale, as in a CSV
+    X[:, 1] = 5.0  # variance 0: centred only
+    y = (X[:, 0] > 1000).astype(int)
+    model = fb.Sequential([fb.Normalization().adapt(X), fb.Dense(6, "tanh"), fb.Dense(2)], loss="cross_entropy",
+                          seed=0, dtype=dtype)  # fmt: skip
+    model.fit(X, y, epochs=3, batch_size=16, verbose=0)
+    path = tmp_path / "norm.onnx"
+    proto = export_onnx(model, path)
+    assert [n.op_type for n in proto.graph.node][:3] == ["Sub", "Div", "MatMul"]
+    np.testing.assert_allclose(run_onnx(path, X), model.predict(X), **TOL[dtype])
