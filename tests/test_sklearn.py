@@ -544,6 +544,21 @@ def test_partial_fit_equals_sklearn_and_checks_classes():
     assert reg.n_iter_ == 1 and reg.t_ == 270 and reg.loss_curve_[-1] < reg.loss_curve_[0]
 
 
+def test_partial_fit_on_sparse_chunks_equals_sklearn():
+    sparse = pytest.importorskip("scipy.sparse")
+    rng = np.random.default_rng(9)
+    X = rng.normal(size=(90, 6))
+    X[rng.uniform(size=X.shape) < 0.5] = 0.0
+    y = rng.integers(0, 3, 90)
+    kw = dict(hidden_layer_sizes=(6,), solver="sgd", learning_rate_init=0.1, random_state=0)
+    ours, theirs = MLPClassifier(dtype="float64", **kw), sknn.MLPClassifier(**kw)
+    for chunk in np.array_split(np.arange(90), 3):
+        ours.partial_fit(sparse.csr_matrix(X[chunk]), y[chunk], classes=[0, 1, 2])
+        theirs.partial_fit(sparse.csr_matrix(X[chunk]), y[chunk], classes=[0, 1, 2])
+    _assert_same_params(ours, theirs)
+    assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-10)
+
+
 def test_warm_start_continues_like_sklearn():
     rng = np.random.default_rng(10)
     X = rng.normal(size=(70, 4))
