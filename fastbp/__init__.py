@@ -18,6 +18,7 @@ from .model import History, LBFGSResult, Sequential
 from .onnx_export import export_onnx
 from .optimizers import SGD, Adam, AdamW, Optimizer, RMSprop
 from .schedules import CosineDecay, ExponentialDecay, Schedule, StepDecay
+from .state import Inputs, TrainingState
 
 __version__ = "0.1.0"
 
@@ -32,6 +33,8 @@ __all__ = [
     "CosineDecay",
     "Dropout",
     "Normalization",
+    "Inputs",
+    "TrainingState",
     "EarlyStopping",
     "ExponentialDecay",
     "LearningRateScheduler",

@@ -43,9 +43,9 @@ import numpy as np
 
 from ._threads import adaptive, get_num_threads, set_num_threads
 from ._validation import check_int, is_scipy_sparse
-from .kernels.losses import CROSS_ENTROPY
 from .kernels.sparse import take
 from .model import History, Sequential
+from .state import TrainingState
 
 _INSTALL = "pip install 'fastbp[dask]'"
 
@@ -111,7 +111,7 @@ def _is_series(obj: object) -> bool:
 def _check_model(model: object) -> Sequential:
     if not isinstance(model, Sequential):
         raise TypeError(f"model must be a fastbp.Sequential, got {type(model).__name__}")
-    model._require_layers()
+    model.check_layers()
     return model
 
 
@@ -335,7 +335,7 @@ def fit_incremental(
     )
 
     xs, ys = _partitions(X), _partitions(y)
-    rng = model._rng if seed is None else np.random.default_rng(seed)
+    rng = model.state.rng if seed is None else np.random.default_rng(seed)
     history: dict[str, list[float]] = {"loss": []}
     for epoch in range(initial_epoch, epochs):
         order = rng.permutation(len(xs)) if shuffle else np.arange(len(xs))
@@ -388,9 +388,8 @@ def _prepare_partition(Xp: object, yp: object, model: Sequential) -> tuple[np.nd
         raise ValueError(f"X and y partitions have different lengths: {Xp.shape[0]} and {yp.shape[0]}")
     if Xp.shape[0] == 0:
         return None
-    Xp = model._check_X(Xp, normalize=False)  # validated here; fit standardises, once
-    yi, yf = model._check_y(yp, Xp.shape[0])
-    return Xp, (yi if model._loss == CROSS_ENTROPY else yf)
+    inputs = model.check_inputs(Xp, yp, standardize=False)  # validated here; fit standardises, once
+    return inputs.X, inputs.targets
 
 
 def _n_rows(pair: tuple[np.ndarray, np.ndarray] | None) -> int:
@@ -422,11 +421,7 @@ def _train_partition(
     # the skeleton object is shared by the tasks of this worker process: train a copy
     model = copy.deepcopy(skeleton)
     theta, m, v, step = state
-    model._theta[...] = theta  # in place: the layers hold views of _theta
-    model._m[...] = m
-    model._v[...] = v
-    model._step = step
-    model._rng = np.random.default_rng([seed, round_index, part])
+    model.set_state(TrainingState(theta, m, v, step, np.random.default_rng([seed, round_index, part])))
     X, y = pair
     if window is not None:
         idx = _window(X.shape[0], window, round_index * window, shuffle, seed, part)
@@ -436,7 +431,8 @@ def _train_partition(
             X, y, epochs=epoch + 1, initial_epoch=epoch, batch_size=batch_size, shuffle=shuffle and window is None,
             class_weight=class_weight, verbose=0,
         )  # fmt: skip
-    return model._theta, model._m, model._v, model._step - step, h.history["loss"][0], X.shape[0]
+    after = model.state
+    return after.theta, after.m, after.v, after.step - step, h.history["loss"][0], X.shape[0]
 
 
 def _get_client(client: object) -> object:
@@ -555,14 +551,15 @@ def fit_data_parallel(
     # validated: now the model may change
     model.build(n_features)
     if seed is None:
-        seed = int(model._rng.integers(2**31))
+        seed = int(model.state.rng.integers(2**31))
     rounds = 1 if window is None else max(1, math.ceil(int(rows.sum()) / (len(pairs) * window)))
     history: dict[str, list[float]] = {"loss": []}
     round_index = 0
     for epoch in range(initial_epoch, epochs):
         total, seen = 0.0, 0
         for _ in range(rounds):
-            [state_f] = client.scatter([(model._theta, model._m, model._v, model._step)], broadcast=True, hash=False)
+            now = model.state
+            [state_f] = client.scatter([(now.theta, now.m, now.v, now.step)], broadcast=True, hash=False)
             futures = []
             for part, pair in enumerate(pairs):
                 args = (window, epoch, round_index, part, batch_size, shuffle, seed, class_weight, worker_threads)
@@ -579,10 +576,7 @@ def fit_data_parallel(
             m = _weighted_mean([r[1] for r in results], weights, model.dtype)
             v = _weighted_mean([r[2] for r in results], weights, model.dtype)
             steps = float(np.dot(weights, [r[3] for r in results]) / weights.sum())
-            model._theta[...] = theta  # in place: the layers hold views of _theta
-            model._m[...] = m
-            model._v[...] = v
-            model._step += int(round(steps))
+            model.set_state(TrainingState(theta, m, v, now.step + int(round(steps)), now.rng))
             total += float(np.dot(weights, [r[4] for r in results]))
             seen += int(weights.sum())
             round_index += 1

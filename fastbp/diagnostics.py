@@ -19,24 +19,42 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._threads import compute_threads
-from .kernels.activations import apply_backward, apply_forward
-from .kernels.losses import CROSS_ENTROPY, loss_grad
+from ._validation import check_X
+from .kernels.activations import activation_code, apply_backward, apply_forward
+from .kernels.losses import CROSS_ENTROPY, LOSSES, loss_grad
 from .kernels.sparse import is_sparse
 from .layers import Dense, Normalization
 from .model import Sequential
 
 
 def _float64_copy(model: Sequential) -> Sequential:
-    """The same network (architecture, loss, weights, input standardisation) in float64,
-    without Dropout."""
+    """The same network (architecture, loss, weights) in float64, without Dropout and
+    without the input's Normalization (see :func:`_network_input`)."""
     if not model.built:
         raise ValueError("the model is not built yet: call fit, build or set_weights first")
-    norm = model.normalization
-    layers = [Normalization(**norm.get_config())] if norm is not None else []
-    layers += [Dense(**layer.get_config()) for layer in model.dense_layers]
+    layers = [Dense(**layer.get_config()) for layer in model.dense_layers]
     copy = Sequential(layers, loss=model.loss, dtype="float64", seed=0)
     copy.set_weights(model.get_weights())
     return copy
+
+
+def _network_input(model: Sequential, X: object) -> object:
+    """``X`` as the model's Dense layers see it: standardised in float64 by its
+    Normalization layer, if it has one (validated by it); otherwise as given."""
+    norm = model.normalization
+    if norm is None:
+        return X
+    return Normalization(**norm.get_config()).transform(check_X(X, np.dtype(np.float64), model.n_features))
+
+
+def _offsets(weights: list[np.ndarray]) -> list[int]:
+    """Offset in the flat parameters (``TrainingState.theta``: all weights, then all
+    biases) of each array of ``get_weights()``."""
+    sizes = [w.size for w in weights]
+    n_w = sum(sizes[0::2])
+    w_off = np.concatenate([[0], np.cumsum(sizes[0::2])[:-1]])
+    b_off = n_w + np.concatenate([[0], np.cumsum(sizes[1::2])[:-1]])
+    return [int(o) for pair in zip(w_off, b_off) for o in pair]
 
 
 def check_gradients(
@@ -69,19 +87,20 @@ def check_gradients(
     if not isinstance(max_entries, int) or max_entries < 1:
         raise ValueError(f"max_entries must be a positive int, got {max_entries!r}")
     twin = _float64_copy(model)
+    X = twin.check_inputs(_network_input(model, X), y).X  # validated once, float64
     _, analytic = twin.loss_and_gradients(X, y)
-    X, yi, yf, sw = twin._check_xy(X, y, None)  # as the network sees it (standardised, if so)
-    theta = twin._theta
+    theta = twin.state.theta
+    offsets = _offsets(twin.get_weights())
     rng = np.random.default_rng(seed)
 
     def cost() -> float:
-        return twin._loss_of(twin._forward(X, link=False), yi, yf, sw)
+        return twin.evaluate(X, y)
 
     errors = []
     for grad in analytic:
         size = grad.size
         idx = np.arange(size) if size <= max_entries else rng.choice(size, max_entries, replace=False)
-        start = _offset_in(twin, len(errors))
+        start = offsets[len(errors)]
         worst = 0.0
         for i in idx:
             j = start + int(i)
@@ -96,13 +115,6 @@ def check_gradients(
             worst = max(worst, abs(a - numeric) / max(abs(a), abs(numeric), 1e-6))
         errors.append(worst)
     return errors
-
-
-def _offset_in(model: Sequential, array_index: int) -> int:
-    """Offset in ``_theta`` of the ``array_index``-th array of ``get_weights()``."""
-    plan = model._plan
-    layer, is_bias = divmod(array_index, 2)
-    return int(plan.boff[layer] if is_bias else plan.woff[layer])
 
 
 @dataclass
@@ -173,8 +185,9 @@ def backprop_trace(model: Sequential, X: object, y: object) -> BackpropTrace:
         ``trace.layers[l]`` for Dense layer ``l`` (output last); print it to read it.
     """
     twin = _float64_copy(model)
-    X, yi, yf, _ = twin._check_xy(X, y, None)
-    plan = twin._plan
+    X, yi, yf, _ = twin.check_inputs(_network_input(model, X), y)
+    acts = [activation_code(layer.activation) for layer in twin.dense_layers]
+    loss = LOSSES[twin.loss]
     weights = twin.get_weights()
     n = X.shape[0]
     k = twin.n_outputs
@@ -186,20 +199,20 @@ def backprop_trace(model: Sequential, X: object, y: object) -> BackpropTrace:
             z = np.empty((n, W.shape[1]))
             a = np.empty_like(z)
             np.dot(h, W, out=z)
-            apply_forward(z, b, int(plan.acts[l]), a)
+            apply_forward(z, b, acts[l], a)
             inputs.append(h)
             zs.append(z)
             outs.append(a)
             h = a
-        count = n if twin._loss == CROSS_ENTROPY else n * k
+        count = n if loss == CROSS_ENTROPY else n * k
         g = np.empty_like(h)
-        total = loss_grad(h, yi, yf, np.zeros(0), twin._loss, 1.0 / count, g)
+        total = loss_grad(h, yi, yf, np.zeros(0), loss, 1.0 / count, g)
         trace = BackpropTrace(loss=float(total / count), loss_name=twin.loss)
         dC_da = g
         for l in range(len(twin.dense_layers) - 1, -1, -1):
             layer = twin.dense_layers[l]
             da_dz = np.ones_like(zs[l])
-            apply_backward(da_dz, outs[l], zs[l], int(plan.acts[l]))  # ones * f'(z)
+            apply_backward(da_dz, outs[l], zs[l], acts[l])  # ones * f'(z)
             delta = dC_da * da_dz
             W = weights[2 * l]
             trace.layers.insert(0, LayerTrace(

@@ -76,6 +76,7 @@ from . import layers as _layers_module
 from . import optimizers as _optimizers_module
 from .errors import ModelFileError as ModelFileError  # re-exported: fastbp.io.ModelFileError
 from .model import Sequential, parameter_count
+from .state import TrainingState
 
 FORMAT = "fastbp-model"
 FORMAT_VERSION = 2
@@ -170,8 +171,9 @@ def model_meta(model: Sequential, extra: dict | None = None) -> tuple[dict, dict
     if not isinstance(extra, dict) or not all(isinstance(k, str) for k in extra):
         raise TypeError(f"extra must be a dict with str keys, got {type(extra).__name__}: {extra!r}")
     arrays: dict[str, np.ndarray] = {}
+    state = model.state
     if model.built:
-        arrays = {"theta": model._theta, "m": model._m, "v": model._v}
+        arrays = {"theta": state.theta, "m": state.m, "v": state.v}
         arrays = {name: np.ascontiguousarray(a, dtype=model.dtype) for name, a in arrays.items()}
     meta = {
         "format": FORMAT,
@@ -183,9 +185,9 @@ def model_meta(model: Sequential, extra: dict | None = None) -> tuple[dict, dict
         "seed": model.seed,
         "dtype": model.dtype.name,
         "metrics": list(model.metrics),
-        "n_features": int(model._plan.sizes[0]) if model.built else None,
-        "step": int(model._step),
-        "rng_state": model._rng.bit_generator.state,
+        "n_features": int(model.n_features) if model.built else None,
+        "step": int(state.step),
+        "rng_state": state.rng.bit_generator.state,
         "arrays": {
             name: {"dtype": a.dtype.name, "shape": list(a.shape), "sha256": _sha256(a)} for name, a in arrays.items()
         },
@@ -548,8 +550,5 @@ def _restore_state(model: Sequential, meta: dict, arrays: dict[str, np.ndarray],
     n_features = meta["n_features"]
     if n_features is not None:
         model.build(n_features)  # allocates and binds the layers; its random draws are overwritten below
-        model._theta[...] = arrays["theta"]  # in place: the layers hold views of theta
-        model._m[...] = arrays["m"]
-        model._v[...] = arrays["v"]
-    model._step = meta["step"]
-    model._rng = rng  # after build, whose initialisation drew from the constructor's generator
+    # after build, whose initialisation drew from the constructor's generator
+    model.set_state(TrainingState(arrays.get("theta"), arrays.get("m"), arrays.get("v"), meta["step"], rng))

@@ -43,6 +43,7 @@ from .kernels.sparse import CSR, is_sparse, take_rows
 from .layers import Dense, Dropout, Normalization
 from .metrics import METRICS, check_metrics
 from .optimizers import Optimizer, get_optimizer
+from .state import Inputs, TrainingState
 
 
 @dataclass(frozen=True)
@@ -319,7 +320,7 @@ class Sequential:
             if n_features != self._plan.sizes[0]:
                 raise ValueError(f"model is built for {self._plan.sizes[0]} features, got {n_features}")
             return
-        self._require_layers()
+        self.check_layers()
         first = self.dense_layers[0].input_dim
         if first is not None and first != n_features:
             raise ValueError(f"the first layer has input_dim={first}, but X has {n_features} features")
@@ -344,7 +345,9 @@ class Sequential:
         self._theta = theta
         self._plan = plan
 
-    def _require_layers(self) -> None:
+    def check_layers(self) -> None:
+        """Raise ValueError unless the layers make a network: at least one Dense layer, and
+        a Dense layer last (its output feeds the loss)."""
         if not self.dense_layers:
             raise ValueError("the model has no Dense layers; pass layers=[fb.Dense(...), ...]")
         if isinstance(self.layers[-1], Dropout):
@@ -360,7 +363,7 @@ class Sequential:
         """``X`` validated and converted for the kernels (``check_X``), then standardised by
         the model's Normalization layer if it has one (``normalize``: the callers that pass
         the result on to ``fit`` validate only)."""
-        self._require_layers()
+        self.check_layers()
         X = check_X(X, self.dtype, n_features or self.n_features, name=name)
         norm = self.normalization
         if normalize and norm is not None:
@@ -372,6 +375,20 @@ class Sequential:
                                  f"for {norm.input_dim}")  # fmt: skip
             X = norm.transform(X)
         return X
+
+    def check_inputs(
+        self, X: object, y: object = None, sample_weight: object = None, *, standardize: bool = True
+    ) -> Inputs:  # fmt: skip
+        """``X`` (and ``y``, ``sample_weight``) validated and converted as ``fit`` does, for
+        code that validates once and trains or scores many times (Dask partitions, the
+        diagnostics). With ``standardize`` the model's :class:`Normalization` layer, if any,
+        is applied to ``X``; pass False when the result goes to ``fit``, which applies it.
+        Raises as ``fit`` does on bad input."""
+        X = self._check_X(X, normalize=standardize)
+        if y is None:
+            return Inputs(X, np.zeros(0, dtype=np.int64), np.zeros((0, self.n_outputs), dtype=self.dtype), None)
+        yi, yf = self._check_y(y, X.shape[0])
+        return Inputs(X, yi, yf, check_sample_weight(sample_weight, X.shape[0]))
 
     def _check_y(self, y: object, n_samples: int, name: str = "y") -> tuple[np.ndarray, np.ndarray]:
         """(yi, yf) for the kernels: labels for cross-entropy, float targets otherwise."""
@@ -391,6 +408,37 @@ class Sequential:
         """Addresses of this model's loss kernels in its dtype for ``modes`` (``losses.GRAD``
         etc.; this process only)."""
         return loss_kernels(self._loss, self.dtype, *modes)
+
+    # ------------------------------------------------------------------ training state
+    @property
+    def state(self) -> TrainingState:
+        """Parameters, optimizer state, step count and random generator (``fastbp.state``):
+        the arrays and generator are the model's own, live; ``step`` is a snapshot."""
+        return TrainingState(self._theta, self._m, self._v, self._step, self._rng)
+
+    def set_state(self, state: TrainingState) -> None:
+        """Load a :class:`~fastbp.state.TrainingState` (from :attr:`state` of this model or
+        of one of the same architecture and optimizer): the arrays are copied in place, so
+        the layers' ``w``/``b`` views stay linked; the generator is taken as it is. A state
+        whose arrays do not fit raises ValueError and changes nothing."""
+        if not isinstance(state, TrainingState):
+            raise TypeError(f"state must be a TrainingState, got {type(state).__name__}")
+        step = check_int(state.step, "state.step", minimum=0)
+        if not isinstance(state.rng, np.random.Generator):
+            raise TypeError(f"state.rng must be a numpy Generator, got {type(state.rng).__name__}")
+        arrays = (("theta", self._theta, state.theta), ("m", self._m, state.m), ("v", self._v, state.v))
+        for name, own, new in arrays:
+            if own is None:
+                if new is not None:
+                    raise ValueError(f"state.{name} holds parameters, but the model is not built")
+            elif not isinstance(new, np.ndarray) or new.shape != own.shape:
+                got = getattr(new, "shape", type(new).__name__)
+                raise ValueError(f"state.{name} must be an array of shape {own.shape}, got {got}")
+        for _, own, new in arrays:
+            if own is not None:
+                own[...] = new
+        self._step = step
+        self._rng = state.rng
 
     # ------------------------------------------------------------------ training
     def _workspace_for(self, rows: int, n_threads: int, sparse: bool = False) -> dict:
@@ -447,7 +495,7 @@ class Sequential:
         self, X: object, y: object, epochs: int = 1, batch_size: int = 32, shuffle: bool = True,
         validation_data: tuple | None = None, validation_split: float = 0.0,
         callbacks: Sequence[Callback] | None = None, verbose: int = 1, sample_weight: object = None,
-        class_weight: dict | None = None, initial_epoch: int = 0,
+        class_weight: dict | None = None, initial_epoch: int = 0, optimizer_overrides: dict | None = None,
     ) -> History:  # fmt: skip
         """Train by mini-batch backpropagation; continues from the current weights and
         optimizer state.
@@ -488,6 +536,10 @@ class Sequential:
             the weight of every row of that class; classes not listed weigh 1.
         initial_epoch : int, default=0
             Epoch to start counting from (schedules and ``History.epoch`` use it).
+        optimizer_overrides : dict, optional
+            Values of the optimizer's ``lr``, ``eps`` or ``weight_decay`` for this call only
+            (finite floats; ``lr`` > 0), for code that changes them from epoch to epoch
+            (the scikit-learn estimators' schedules); ``model.optimizer`` is not changed.
 
         Returns
         -------
@@ -523,6 +575,7 @@ class Sequential:
         shuffle = bool(shuffle)
         verbose = check_int(verbose, "verbose", minimum=0)
         callbacks = _check_callbacks(callbacks)
+        optimizer = self._overridden(optimizer_overrides)
         if class_weight is not None:
             if self._loss == CROSS_ENTROPY:
                 labels, n_classes = yi, self.n_outputs
@@ -559,7 +612,8 @@ class Sequential:
         for epoch in range(initial_epoch, epochs):
             for cb in callbacks:
                 cb.on_epoch_begin(epoch, {})
-            logs = self._train_one_epoch(X, yi, yf, sw, epoch, epochs, batch_size, shuffle, verbose, val, history)
+            logs = self._train_one_epoch(X, yi, yf, sw, epoch, epochs, batch_size, shuffle, verbose, val, history,
+                                         optimizer)  # fmt: skip
             history.append(epoch, logs)
             for cb in callbacks:
                 cb.on_epoch_end(epoch, logs)
@@ -569,11 +623,24 @@ class Sequential:
             cb.on_train_end(history.history)
         return history
 
+    def _overridden(self, overrides: dict | None) -> Optimizer:
+        """The optimizer, or a copy with ``overrides`` (see ``fit``) applied."""
+        if overrides is None:
+            return self.optimizer
+        if not isinstance(overrides, dict):
+            raise TypeError(f"optimizer_overrides must be a dict, got {type(overrides).__name__}")
+        opt = copy.copy(self.optimizer)
+        for name, value in overrides.items():
+            if name not in ("lr", "eps", "weight_decay") or not hasattr(opt, name):
+                raise ValueError(f"optimizer_overrides: {type(opt).__name__} has no overridable {name!r} "
+                                 "(lr, eps or weight_decay)")  # fmt: skip
+            setattr(opt, name, check_float(value, f"optimizer_overrides[{name!r}]", low_open=name == "lr"))
+        return opt
+
     def _train_one_epoch(
-        self, X, yi, yf, sw, epoch, epochs, batch_size, shuffle, verbose, val, history
+        self, X, yi, yf, sw, epoch, epochs, batch_size, shuffle, verbose, val, history, opt
     ) -> dict[str, float]:  # fmt: skip
         plan = self._plan
-        opt = self.optimizer
         n = X.shape[0]
         rows = min(batch_size, n)
         n_batches = -(-n // batch_size)
@@ -717,7 +784,8 @@ class Sequential:
 
     def fit_lbfgs(
         self, X: object, y: object, sample_weight: object = None, *, max_iter: int = 200, max_fun: int = 15000,
-        tol: float = 1e-5, l2: float = 0.0,
+        tol: float = 1e-5, l2: float = 0.0, loss_scale: float = 1.0, gradient_scale: float = 1.0,
+        loss_offset: float = 0.0,
     ) -> LBFGSResult:  # fmt: skip
         """Train on all of (X, y) at once with L-BFGS (SciPy's L-BFGS-B) instead of the
         optimizer: for small data sets, where a full-batch quasi-Newton method converges in
@@ -741,6 +809,11 @@ class Sequential:
             Stop when every gradient component is at most this (SciPy's ``gtol``).
         l2 : float, default 0
             L2 penalty on the weights.
+        loss_scale, gradient_scale, loss_offset : float, default 1, 1, 0
+            For another library's objective (the scikit-learn estimators pass scikit-learn's):
+            minimise ``loss_scale * loss + loss_offset + l2/2 * sum(W**2)`` with the gradient
+            taken as ``gradient_scale * dloss + l2 * W`` (scikit-learn's loss and gradient
+            scales differ for some losses).
 
         Returns
         -------
@@ -750,13 +823,16 @@ class Sequential:
         max_fun = check_int(max_fun, "max_fun")
         tol = check_float(tol, "tol")
         l2 = check_float(l2, "l2")
+        scales = {"scale": check_float(loss_scale, "loss_scale", low_open=True),
+                  "grad_scale": check_float(gradient_scale, "gradient_scale", low_open=True),
+                  "const": check_float(loss_offset, "loss_offset", low=-np.inf)}  # fmt: skip
         X, yi, yf, sw = self._check_xy(X, y, sample_weight)
         if any(isinstance(layer, Dropout) for layer in self.layers):
             raise ValueError("fit_lbfgs minimises a fixed full-batch objective: remove the Dropout layers first")
         self._ensure_built(X.shape[1])
         start = self._theta.copy()
         try:
-            return self._lbfgs(X, yi, yf, sw, max_iter=max_iter, max_fun=max_fun, tol=tol, l2=l2)
+            return self._lbfgs(X, yi, yf, sw, max_iter=max_iter, max_fun=max_fun, tol=tol, l2=l2, **scales)
         except BaseException:  # an interrupt or an error inside: back to the starting weights
             self._theta[:] = start
             raise
@@ -912,7 +988,7 @@ class Sequential:
         Every array is checked (count, shapes, finite values) before any is copied, so a
         rejected call changes nothing. An unbuilt model is built from ``W0``'s shape.
         """
-        self._require_layers()
+        self.check_layers()
         if isinstance(weights, str | bytes | np.ndarray) or not isinstance(weights, Sequence):
             raise TypeError(f"weights must be a list of arrays, got {type(weights).__name__}")
         L = len(self.dense_layers)

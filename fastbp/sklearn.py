@@ -449,15 +449,14 @@ class _BaseMLP(BaseEstimator):
         n_batches = -(-n_samples // batch_size)
         # scikit-learn divides each batch's L2 term and gradient by the batch's weight sum
         mean_w = 1.0 if train.sw is None else float(train.sw.mean())
-        opt = model.optimizer
-        opt.weight_decay = p.alpha / (batch_size * mean_w * c)
+        # scikit-learn's hyper-parameters in fastbp's terms, passed to each epoch's fit
+        # (model.optimizer keeps its own)
+        overrides = {"weight_decay": p.alpha / (batch_size * mean_w * c)}
         # half Poisson deviance = fastbp's poisson loss * k + this constant (it has no gradient)
         const = 0.0
         if loss_name == "poisson":
             const = float(np.average((xlogy(train.Y, train.Y) - train.Y).sum(axis=1), weights=train.sw))
         sgd = p.solver == "sgd"
-        if sgd:
-            opt.lr = self._learning_rate * c
         if early_stopping:
             self._best_weights = model.get_weights()
         try:
@@ -465,13 +464,16 @@ class _BaseMLP(BaseEstimator):
             for _ in range(p.max_iter):
                 # L2 term of the reported loss, from the weights the epoch starts from
                 sq = sum(float(np.dot(w.ravel(), w.ravel())) for w in self.coefs_) if p.alpha > 0 else 0.0
-                if not sgd:
+                if sgd:
+                    overrides["lr"] = self._learning_rate * c
+                else:
                     # scikit-learn's eps sits where fastbp's would be eps * sqrt(1 - beta_2^t): exact
                     # for the epoch's first step (every step with one batch per epoch)
-                    opt.eps = self.epsilon / (c * np.sqrt(1.0 - self.beta_2 ** (model._step + 1)))
+                    overrides["eps"] = self.epsilon / (c * np.sqrt(1.0 - self.beta_2 ** (model.state.step + 1)))
                 try:
                     history = model.fit(train.X, targets, epochs=1, batch_size=batch_size,
-                                        shuffle=bool(self.shuffle), sample_weight=train.sw, verbose=0)  # fmt: skip
+                                        shuffle=bool(self.shuffle), sample_weight=train.sw, verbose=0,
+                                        optimizer_overrides=overrides)  # fmt: skip
                 except TrainingDivergedError:
                     if not early_stopping:
                         raise
@@ -487,7 +489,7 @@ class _BaseMLP(BaseEstimator):
                     print(f"Iteration {self.n_iter_}, loss = {loss:.8f}")
                 self._update_no_improvement_count(p.tol, val)
                 if sgd and p.schedule == "invscaling":
-                    self._set_sgd_rate(model, p.lr_init / (self.t_ + 1) ** p.power_t, c)
+                    self._set_sgd_rate(model, p.lr_init / (self.t_ + 1) ** p.power_t)
                 if self._no_improvement_count > p.n_iter_no_change:
                     what = "Validation score" if early_stopping else "Training loss"
                     msg = f"{what} did not improve more than tol={p.tol:f} for {p.n_iter_no_change} consecutive epochs."
@@ -499,7 +501,7 @@ class _BaseMLP(BaseEstimator):
                         if self.verbose:
                             print(msg + " Learning rate too small. Stopping.")
                         break
-                    self._set_sgd_rate(model, self._learning_rate / 5.0, c)
+                    self._set_sgd_rate(model, self._learning_rate / 5.0)
                     if self.verbose:
                         print(msg + f" Setting learning rate to {self._learning_rate:f}")
                     self._no_improvement_count = 0
@@ -525,14 +527,14 @@ class _BaseMLP(BaseEstimator):
         bias, which is fastbp's ``theta``). One evaluation is one compiled forward and
         backward pass over all rows (``Sequential._full_batch``)."""
         loss_name, _, c, factor = self._output_spec()
-        X, yi, yf, sw = model._check_xy(train.X, self._fit_targets(train.Y), train.sw)
-        sw_sum = float(X.shape[0] if sw is None else sw.sum())
+        sw_sum = float(train.X.shape[0] if train.sw is None else np.sum(train.sw, dtype=np.float64))
         const = 0.0
         if loss_name == "poisson":
             const = float(np.average((xlogy(train.Y, train.Y) - train.Y).sum(axis=1), weights=train.sw))
         # scikit-learn's pair: its reported loss (factor) and its backprop gradient (c)
-        res = model._lbfgs(X, yi, yf, sw, max_iter=p.max_iter, max_fun=self.max_fun, tol=p.tol,
-                           l2=p.alpha / sw_sum, scale=factor, grad_scale=c, const=const)  # fmt: skip
+        res = model.fit_lbfgs(train.X, self._fit_targets(train.Y), train.sw, max_iter=p.max_iter, max_fun=self.max_fun,
+                              tol=p.tol, l2=p.alpha / sw_sum, loss_scale=factor, gradient_scale=c,
+                              loss_offset=const)  # fmt: skip
         if not res.converged:
             warnings.warn(
                 f"lbfgs failed to converge after {res.n_iter} iteration(s) (status={res.status}):\n{res.message}\n\n"
@@ -569,17 +571,18 @@ class _BaseMLP(BaseEstimator):
             stacklevel=5,
         )
 
-    def _set_sgd_rate(self, model: Sequential, rate: float, c: float) -> None:
-        """Change the SGD learning rate between epochs, keeping scikit-learn's momentum.
+    def _set_sgd_rate(self, model: Sequential, rate: float) -> None:
+        """Change the SGD learning rate between epochs (the next epochs' fit calls pass it),
+        keeping scikit-learn's momentum.
 
         scikit-learn's velocity has the learning rate folded in (``v = mu v - lr g``), fastbp's
         buffer does not (``buf = mu buf + g``, step ``lr buf``); rescaling the buffer by
         ``old / new`` makes the next steps identical to scikit-learn's.
         """
-        if model._m.size and rate != self._learning_rate:
-            model._m *= model.dtype.type(self._learning_rate / rate)
+        momentum = model.state.m
+        if momentum.size and rate != self._learning_rate:
+            momentum *= model.dtype.type(self._learning_rate / rate)
         self._learning_rate = rate
-        model.optimizer.lr = rate * c
 
     def _update_no_improvement_count(self, tol: float, val: _Data | None) -> None:
         if val is not None:
