@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import net
 
 import fastbp as fb
 
 
 def _model(loss="cross_entropy", k=3, **kw):
-    return fb.Sequential([fb.Dense(8, activation="relu"), fb.Dense(k)], loss=loss, seed=0, **kw)
+    return net((8,), "relu", k, loss, **kw)
 
 
 def _data(n=50, d=4, k=3, loss="cross_entropy", seed=0):

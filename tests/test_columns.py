@@ -23,11 +23,6 @@ from fastbp.kernels.dropout import dropout_backward_, dropout_backward_cols_, dr
 
 
 @pytest.fixture
-def rng():
-    return np.random.default_rng(0)
-
-
-@pytest.fixture
 def two_threads():
     """Train on 2 threads (the splits differ only with more than one), then restore."""
     before = fb.get_num_threads()

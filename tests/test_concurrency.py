@@ -31,6 +31,7 @@ from pathlib import Path
 import numba
 import numpy as np
 import pytest
+from helpers import net
 
 import fastbp as fb
 
@@ -40,10 +41,7 @@ PROCESS_TIMEOUT = 180  # seconds for a whole child interpreter (kernels may comp
 
 
 def _model(seed: int = 0, loss: str = "cross_entropy", k: int = 3) -> fb.Sequential:
-    return fb.Sequential(
-        [fb.Dense(16, activation="relu"), fb.Dense(8, activation="gelu"), fb.Dense(k)],
-        loss=loss, optimizer=fb.Adam(lr=0.01), seed=seed,
-    )  # fmt: skip
+    return net((16, 8), ("relu", "gelu"), k, loss, optimizer=fb.Adam(lr=0.01), seed=seed)
 
 
 def _data(n: int, seed: int = 0, d: int = 6, k: int = 3) -> tuple[np.ndarray, np.ndarray]:

@@ -14,6 +14,7 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import net
 
 import fastbp as fb
 
@@ -30,9 +31,7 @@ EPOCHS = 30
 
 
 def _model(seed: int = 0, lr: object = 2e-3) -> fb.Sequential:
-    return fb.Sequential(
-        [fb.Dense(64, activation="relu"), fb.Dense(10)], loss="cross_entropy", optimizer=fb.Adam(lr=lr), seed=seed
-    )
+    return net((64,), "relu", 10, optimizer=fb.Adam(lr=lr), seed=seed)
 
 
 def _accuracy(model: fb.Sequential, X: np.ndarray, y: np.ndarray) -> float:

@@ -26,18 +26,7 @@ SIZES = (5, 6, 4, 3)  # n_features, hidden, hidden, outputs
 DTYPE_TOLS = [pytest.param("float64", 1e-12, id="float64"), pytest.param("float32", 1e-5, id="float32")]
 
 
-@pytest.fixture
-def rng():
-    return np.random.default_rng(12345)
-
-
-@pytest.fixture
-def restore_threads():
-    saved = fb.get_num_threads()
-    try:
-        yield
-    finally:
-        fb.set_num_threads(saved)
+RNG_SEED = 12345  # the ``rng`` fixture's seed (tests/conftest.py)
 
 
 @pytest.fixture

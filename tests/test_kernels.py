@@ -72,9 +72,7 @@ LOSS_NAMES = sorted(fastbp.LOSSES)
 NO_WEIGHTS = np.zeros(0)
 
 
-@pytest.fixture
-def rng():
-    return np.random.default_rng(20240601)
+RNG_SEED = 20240601  # the ``rng`` fixture's seed (tests/conftest.py)
 
 
 def _pre_activation(rng, dtype, n=7, m=5, scale=3.0):

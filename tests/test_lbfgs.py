@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
+from helpers import net
 from sklearn.exceptions import ConvergenceWarning
 
 import fastbp as fb
@@ -20,8 +21,7 @@ def _data(seed=0, n=120):
 
 
 def _net(dtype="float64", seed=0):
-    return fb.Sequential([fb.Dense(16, activation="tanh"), fb.Dense(3)], loss="cross_entropy", seed=seed,
-                         dtype=dtype)  # fmt: skip
+    return net((16,), "tanh", 3, dtype=dtype, seed=seed)
 
 
 def test_fit_lbfgs_converges_to_a_stationary_point():

@@ -16,6 +16,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from helpers import net
 from test_gradients import assert_gradients_close, numerical_gradients
 
 import fastbp as fb
@@ -26,9 +27,7 @@ sp = pytest.importorskip("scipy.sparse")
 RTOL = 1e-9  # float64, sparse against dense after training (module docstring)
 
 
-@pytest.fixture
-def rng():
-    return np.random.default_rng(2024)
+RNG_SEED = 2024  # the ``rng`` fixture's seed (tests/conftest.py)
 
 
 def _csr(X) -> CSR:
@@ -44,11 +43,7 @@ def _data(rng, n=240, d=50, density=0.2, k=3):
 
 
 def _model(dtype="float64", loss="cross_entropy", k=3, dropout=0.0, optimizer="adam", seed=3):
-    layers = [fb.Dense(24, "tanh"), fb.Dense(12, "relu")]
-    if dropout:
-        layers.append(fb.Dropout(dropout))
-    layers.append(fb.Dense(k))
-    return fb.Sequential(layers, loss=loss, optimizer=optimizer, dtype=dtype, seed=seed)
+    return net((24, 12), ("tanh", "relu"), k, loss, dropout=dropout, optimizer=optimizer, dtype=dtype, seed=seed)
 
 
 def _assert_same_weights(a, b, rtol=RTOL):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import net
 
 import fastbp as fb
 
@@ -26,7 +27,7 @@ def _data(n=120, seed=0):
 
 
 def _model(optimizer="adam", seed=0):
-    return fb.Sequential([fb.Dense(8, "tanh"), fb.Dense(2)], loss="cross_entropy", optimizer=optimizer, seed=seed)
+    return net((8,), "tanh", 2, optimizer=optimizer, seed=seed)
 
 
 def test_wrappers_use_no_private_attribute_of_another_object():

@@ -22,13 +22,6 @@ from fastbp._adaptive import ThreadChooser
 POOL = numba.config.NUMBA_NUM_THREADS
 
 
-@pytest.fixture
-def restore_threads():
-    before = fb.get_num_threads()
-    yield
-    fb.set_num_threads(before)
-
-
 def _fit_threads() -> int:
     """Train a tiny model; the thread count its training step ran with."""
     rng = np.random.default_rng(0)

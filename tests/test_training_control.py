@@ -11,6 +11,7 @@ import copy
 
 import numpy as np
 import pytest
+from helpers import net
 from numpy.testing import assert_allclose, assert_array_equal
 
 import fastbp as fb
@@ -28,11 +29,8 @@ def _blobs(n=120, d=5, k=3, seed=0, noise=1.0):
 
 
 def _net(k=3, hidden=16, seed=0, dropout=0.0, loss="cross_entropy", optimizer=None, dtype="float32", **kw):
-    layers = [fb.Dense(hidden, activation="tanh")]
-    if dropout:
-        layers.append(fb.Dropout(dropout))
-    layers.append(fb.Dense(k))
-    return fb.Sequential(layers, loss=loss, optimizer=optimizer or fb.Adam(lr=0.01), seed=seed, dtype=dtype, **kw)
+    return net((hidden,), "tanh", k, loss, dropout=dropout, optimizer=optimizer or fb.Adam(lr=0.01), seed=seed,
+               dtype=dtype, **kw)  # fmt: skip
 
 
 # ============================================================================ validation
