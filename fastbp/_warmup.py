@@ -22,9 +22,10 @@ import numba
 import numpy as np
 
 from . import _threads
+from ._plan import column_split as _column_split
 from .kernels import activations, dropout, losses, optim
 from .layers import Dense
-from .model import Sequential, _column_split
+from .model import Sequential
 from .optimizers import SGD
 
 #: Rows of random data the scratch copy trains on.

@@ -74,8 +74,9 @@ import numpy as np
 
 from . import layers as _layers_module
 from . import optimizers as _optimizers_module
+from ._plan import parameter_count
 from .errors import ModelFileError as ModelFileError  # re-exported: fastbp.io.ModelFileError
-from .model import Sequential, parameter_count
+from .model import Sequential
 from .state import TrainingState
 
 FORMAT = "fastbp-model"

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 
-from . import _config, _threads
-from ._adaptive import ThreadChooser
+from . import _config, _plan, _threads
+from ._plan import Plan
 from ._threads import compute_threads
 from ._training import (
     Progress,
@@ -35,10 +35,8 @@ from ._validation import (
 from .callbacks import Callback
 from .kernels import columns, engine
 from .kernels import losses as _losses
-from .kernels.activations import addresses
-from .kernels.dropout import dropout_addresses
 from .kernels.losses import BINARY_CROSS_ENTROPY, CROSS_ENTROPY, LOSSES, POISSON, link_, loss_kernels
-from .kernels.optim import N_COEF, n_chunks, reduce_partials
+from .kernels.optim import N_COEF, reduce_partials
 from .kernels.sparse import CSR, is_sparse, take_rows
 from .layers import Dense, Dropout, Normalization
 from .metrics import METRICS, check_metrics
@@ -75,81 +73,6 @@ class History:
         self.epoch.append(epoch)
         for key, value in logs.items():
             self.history.setdefault(key, []).append(value)
-
-
-@dataclass
-class _Plan:
-    """The network as data for the kernels: sizes, codes and offsets into flat arrays."""
-
-    sizes: np.ndarray  # (L+1,) int64: n_features, units of each layer
-    acts: np.ndarray  # (L,) int64 activation codes
-    woff: np.ndarray  # (L,) offset of each weight matrix in theta
-    boff: np.ndarray  # (L,) offset of each bias vector in theta
-    coff: np.ndarray  # (L+1,) running sum of layer widths (work-buffer layout)
-    n_weights: int  # weights come first in theta: weight decay covers theta[:n_weights]
-    n_params: int
-    drop: np.ndarray  # (L+1,) float64 dropout rate of the input and of each layer's output; () if none
-
-    @classmethod
-    def for_layers(cls, n_features: int, all_layers: Sequence[Dense | Dropout]) -> _Plan:
-        layers = [layer for layer in all_layers if isinstance(layer, Dense)]
-        keep = np.ones(len(layers) + 1)
-        slot = 0
-        for layer in all_layers:
-            if isinstance(layer, Dense):
-                slot += 1
-            elif isinstance(layer, Dropout):  # consecutive Dropouts combine: the kept fraction multiplies
-                keep[slot] *= 1.0 - layer.rate
-        drop = 1.0 - keep
-        drop = drop if drop.any() else np.zeros(0)
-        sizes = np.array([n_features] + [layer.units for layer in layers], dtype=np.int64)
-        w_sizes = sizes[:-1] * sizes[1:]
-        n_weights = int(w_sizes.sum())
-        woff = np.concatenate([[0], np.cumsum(w_sizes)[:-1]]).astype(np.int64)
-        boff = (n_weights + np.concatenate([[0], np.cumsum(sizes[1:])[:-1]])).astype(np.int64)
-        acts = np.array([layer._act for layer in layers], dtype=np.int64)
-        return cls(
-            sizes=sizes,
-            acts=acts,
-            woff=woff,
-            boff=boff,
-            coff=np.concatenate([[0], np.cumsum(sizes[1:])]).astype(np.int64),
-            n_weights=n_weights,
-            n_params=n_weights + int(sizes[1:].sum()),
-            drop=drop,
-        )
-
-    def drop_kernels(self, dtype: np.dtype) -> np.ndarray:
-        """The dropout kernels' addresses in ``dtype`` (empty without dropout: then they
-        are never compiled)."""
-        return dropout_addresses(dtype) if self.drop.shape[0] else np.zeros(0, dtype=np.int64)
-
-    def net(self, dtype: np.dtype) -> tuple:
-        """(sizes, fwd, bwd, woff, boff, coff) for the kernels, with each layer's
-        activation kernels compiled for ``dtype`` (addresses valid in this process only)."""
-        fwd, bwd = addresses(self.acts, dtype)
-        return self.sizes, fwd, bwd, self.woff, self.boff, self.coff
-
-
-def parameter_count(n_features: int, layers: Sequence[Dense | Dropout]) -> int:
-    """Number of parameters (weights and biases) of ``layers`` on ``n_features`` inputs."""
-    return _Plan.for_layers(n_features, layers).n_params
-
-
-def _column_split(sizes: np.ndarray, rows: int, n_threads: int) -> bool:
-    """Whether training batches of ``rows`` rows use the column split (``kernels/columns.py``)
-    rather than the row split: for small batches through wide hidden layers, where the row
-    split would leave each thread a few rows against every whole weight matrix (each thread
-    packing all of it for BLAS, then a full-size partial gradient per thread to sum). See
-    :data:`_config.COLUMN_SPLIT_ROWS` and :data:`_config.COLUMN_SPLIT_LARGE_PARAMS`."""
-    hidden = sizes[1:-1]
-    if n_threads == 1 or hidden.shape[0] == 0 or int(hidden.max()) < _config.COLUMN_SPLIT_MIN_WIDTH:
-        return False
-    per_thread = rows / n_threads
-    if per_thread < _config.COLUMN_SPLIT_ROWS:
-        return True
-    n_params = int((sizes[:-1] * sizes[1:]).sum() + sizes[1:].sum())
-    return n_params >= _config.COLUMN_SPLIT_LARGE_PARAMS and per_thread <= int(hidden.max()) / 8
 
 
 class Sequential:
@@ -215,7 +138,7 @@ class Sequential:
         for layer in layers or []:
             self.add(layer)
         self._rng = np.random.default_rng(seed)
-        self._plan: _Plan | None = None
+        self._plan: Plan | None = None
         self._theta: np.ndarray | None = None
         self._m: np.ndarray | None = None
         self._v: np.ndarray | None = None
@@ -332,7 +255,7 @@ class Sequential:
         for layer in self.dense_layers:
             if layer.bias_init != "zeros" and abs(layer.bias_init) > big:
                 raise ValueError(f"{layer!r}: bias_init={layer.bias_init!r} does not fit in {self.dtype.name}")
-        plan = _Plan.for_layers(n_features, self.layers)
+        plan = Plan.for_layers(n_features, self.layers)
         theta = np.zeros(plan.n_params, dtype=self.dtype)
         for layer, (n_in, n_out), wo, bo in zip(
             self.dense_layers, zip(plan.sizes[:-1], plan.sizes[1:]), plan.woff, plan.boff
@@ -442,44 +365,16 @@ class Sequential:
 
     # ------------------------------------------------------------------ training
     def _workspace_for(self, rows: int, n_threads: int, sparse: bool = False) -> dict:
-        """Work buffers for batches of up to ``rows`` rows, reused across fit calls.
-
-        ``gpart`` holds one partial gradient per row block of the row split (at most
-        ``engine.n_blocks(rows, ...)`` of them); the column split writes the whole gradient
-        into one row. Sparse input always takes the row split, and gathers no batch (``xb``
-        has no columns: the first layer reads the rows in place, ``kernels/sparse.py``)."""
-        plan = self._plan
-        cols = not sparse and _column_split(plan.sizes, rows, n_threads)
+        """Work buffers for batches of up to ``rows`` rows (``_plan.workspace``), reused
+        across fit calls while the batch size, thread count and input kind stay."""
         ws = self._workspace
+        cols = not sparse and _plan.column_split(self._plan.sizes, rows, n_threads)
         if (ws is not None and ws["rows"] == rows and ws["threads"] == n_threads and ws["cols"] == cols
                 and ws["sparse"] == sparse):  # fmt: skip
             return ws
-        nparts = 1 if cols else engine.n_blocks(rows, n_threads, _config.MIN_ROWS_PER_BLOCK)
-        width = int(plan.coff[-1])
-        k = self.n_outputs
-        dt = self.dtype
-        ws = {
-            "rows": rows,
-            "threads": n_threads,
-            "cols": cols,
-            "sparse": sparse,
-            "xb": np.empty((rows, 0 if sparse else int(plan.sizes[0])), dtype=dt),
-            "ybi": np.zeros(rows if self._loss == CROSS_ENTROPY else 0, dtype=np.int64),
-            "ybf": np.zeros((0 if self._loss == CROSS_ENTROPY else rows, k), dtype=dt),
-            "wb": np.zeros(rows, dtype=np.float64),
-            "abuf": np.empty(rows * width, dtype=dt),
-            "zbuf": np.empty(rows * width, dtype=dt),
-            "gbuf": np.empty(rows * width, dtype=dt),
-            "gpart": np.empty((nparts, plan.n_params), dtype=dt),
-            "lpart": np.zeros(n_threads, dtype=np.float64),
-            "mpart": np.zeros((n_threads, 3), dtype=np.float64),
-            "sq": np.zeros(n_chunks(plan.n_params), dtype=np.float64),
-            "coef": np.zeros(N_COEF, dtype=dt),
-            "chooser": ThreadChooser(n_threads),
-            "fresh": True,  # no segment has run in it yet
-        }
-        self._workspace = ws
-        return ws
+        self._workspace = _plan.workspace(self._plan, rows, n_threads, sparse, self._loss == CROSS_ENTROPY,
+                                          self.n_outputs, self.dtype)  # fmt: skip
+        return self._workspace
 
     def _check_xy(
         self, X: object, y: object, sample_weight: object, name: str = "", n_features: int | None = None

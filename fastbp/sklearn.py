@@ -341,6 +341,9 @@ class _BaseMLP(BaseEstimator):
             self.best_validation_score_ = None
 
     def _fit(self, X: object, y: object, sample_weight: object, incremental: bool) -> _BaseMLP:
+        """scikit-learn's ``_fit``, step for step and in its order (parameters, input, first
+        pass or continuation, early-stopping split, batch size, network, solver), so that it
+        reads beside scikit-learn's; that order is why it is one long function."""
         p = _check_params(self)
         if p.solver == "lbfgs" and p.dropout > 0:
             raise ValueError(

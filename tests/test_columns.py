@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import fastbp as fb
-import fastbp.model as fbmodel
+import fastbp._plan as fbplan
 from fastbp import _config
 from fastbp.kernels.activations import ACTIVATIONS, NEEDS_Z
 from fastbp.kernels.activations import apply_backward as act_backward_
@@ -36,7 +36,7 @@ def split(monkeypatch):
     """split(True/False): force the column / row split for training."""
 
     def force(columns: bool) -> None:
-        monkeypatch.setattr(fbmodel, "_column_split", lambda *args: columns)
+        monkeypatch.setattr(fbplan, "column_split", lambda *args: columns)
 
     return force
 
@@ -162,7 +162,7 @@ def test_column_split_learns_digits_like_the_row_split(split, two_threads):
     ],
 )
 def test_column_split_choice(sizes, rows, threads, expected):
-    assert fbmodel._column_split(np.array(sizes), rows, threads) is expected
+    assert fbplan.column_split(np.array(sizes), rows, threads) is expected
     assert _config.COLUMN_SPLIT_ROWS > 0 and _config.COLUMN_SPLIT_MIN_WIDTH > 0
     assert _config.COLUMN_SPLIT_LARGE_PARAMS > 0
 

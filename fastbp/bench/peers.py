@@ -169,6 +169,9 @@ def _jax_runner(w: Workload, weights: list[np.ndarray], hyper: dict, X: np.ndarr
 
 def _jax_build(w: Workload, weights: list[np.ndarray], hyper: dict, X: np.ndarray,
                y: np.ndarray) -> Callable[[], object]:  # fmt: skip
+    """The JAX peer's timed call. Long by design: the loss, the jitted step, the whole
+    epoch under ``lax.scan`` and predict are closures over the same parameters, optimizer
+    state and data, and read best as one piece beside the other peers' builders."""
     import jax
     import jax.numpy as jnp
 
