@@ -174,7 +174,8 @@ def _blas_exit() -> None:
 
 
 #: Set in a child forked (``os.fork``, multiprocessing's "fork") after this process had
-#: started Numba's thread pool: that pool (GNU OpenMP) cannot be used in the child.
+#: started Numba's thread pool: that pool (GNU OpenMP) cannot be used in the child, which
+#: therefore runs everything on its calling thread (``compute_threads``).
 _forked_after_pool = False
 
 
@@ -199,18 +200,13 @@ def compute_threads() -> Iterator[int]:
     Re-entrant and safe to enter from several Python threads at once: BLAS is held at one
     thread until the last one leaves.
 
-    Raises RuntimeError in a process forked after its parent ran fastbp's kernels: Numba's
-    OpenMP pool would terminate such a child (SIGTERM) at the first parallel kernel, so the
-    call fails cleanly instead, saying what to do.
+    In a process forked after its parent had started Numba's thread pool, every call runs
+    on one thread (the calling one): Numba's OpenMP pool would terminate such a child
+    (SIGTERM) at its first parallel region, and with a count of 1 ``launch.run_blocks``
+    never starts one. So a server that loads and warms a model before forking its workers
+    works, each worker on one thread (as such workers are usually sized anyway).
     """
-    if _forked_after_pool:
-        raise RuntimeError(
-            "fastbp cannot run in a process forked after its parent ran fastbp's parallel kernels: "
-            "Numba's OpenMP thread pool is not fork-safe and would terminate this process. Start "
-            "worker processes with multiprocessing.get_context('spawn') or 'forkserver' (Dask and "
-            "joblib's loky already do), or fork before the parent's first fit/predict."
-        )
-    n = _n_threads
+    n = 1 if _forked_after_pool else _n_threads
     old = numba.get_num_threads()
     numba.set_num_threads(n)
     _blas_enter()

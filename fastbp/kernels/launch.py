@@ -224,12 +224,31 @@ def _call_launcher(typingctx, body, n, ctx):
     return sig, codegen
 
 
+@intrinsic
+def _num_threads(typingctx):
+    """The calling thread's Numba thread count, read through the ``get_num_threads`` symbol
+    that Numba's threading layer registers with LLVM (resolved when the caller is linked, in
+    every process: ``numba.get_num_threads()`` in compiled code would hold a ctypes pointer,
+    which Numba cannot cache)."""
+    _register_launcher()  # starts the threading layer, which registers the symbol
+
+    def codegen(context, builder, sig, args):
+        fnty = ir.FunctionType(cgutils.intp_t, [])
+        return builder.call(cgutils.get_or_insert_function(builder.module, fnty, "get_num_threads"), [])
+
+    return types.intp(), codegen
+
+
 @njit(**SERIAL)
 def run_blocks(body, n, ctx):
-    """``body(t, n, ctx)`` for every ``t`` in ``0 .. n-1``, on Numba's threads; a single
-    piece runs on the calling thread (no parallel region to start)."""
-    if n == 1:
-        call_void(body, (np.int64(0), n, ctx))
+    """``body(t, n, ctx)`` for every ``t`` in ``0 .. n-1``, on Numba's threads. A single
+    piece, or a calling thread whose Numba thread count is 1, runs on the calling thread
+    in order (no parallel region to start; the same arithmetic: pieces are independent).
+    That is also what lets a child forked after its parent ran parallel regions run
+    (``fastbp._threads``): it never enters Numba's OpenMP pool."""
+    if n == 1 or _num_threads() == 1:
+        for t in range(n):
+            call_void(body, (np.int64(t), n, ctx))
     else:
         _call_launcher(np.int64(body), np.int64(n), np.int64(ctx))
 
