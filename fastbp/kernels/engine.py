@@ -36,12 +36,13 @@ import numpy as np
 from numba import njit, types
 
 from .._config import INLINE, SERIAL
-from .dense import dense_backward, dense_forward
+from .activations import act_backward_, bias_act_
+from .dense import column_sums, dense_backward, dense_forward
 from .dropout import drop_backward_, drop_forward_, step_key
-from .launch import CTX, body_address, pack, run_blocks, unpack, view2d
+from .launch import CTX, body_address, pack, run_blocks, specialise, unpack, view2d
 from .losses import CROSS_ENTROPY, GRAD, LINK, METRICS, VALUE, call_loss
 from .optim import optimizer_step_, scale_, sum_partials_sq, sum_sq_address, update_address
-from .sparse import first_backward, first_forward, first_input, gather_inputs, input_rows
+from .sparse import CSR, csr_product_rows, csr_weight_grad_rows
 
 
 class TrainArgs(NamedTuple):
@@ -151,6 +152,14 @@ STEP = types.Tuple((types.int64, types.int64, types.float64, types.uint64))
 #: Bodies that need no per-call scalars.
 NO_SCALARS = types.Tuple(())
 
+#: Whether the input is a ``sparse.CSR`` record: False here, so the dense functions read
+#: ``X`` as an array; :func:`block_address` and :func:`forward_address` compile copies of
+#: :func:`block_gradients_` and :func:`_forward_block` that see True. A branch on a global
+#: constant is removed before Numba types the function, so a dense network compiles the
+#: dense code alone, as if the sparse code did not exist (measured: routing the first
+#: layer through a function chosen by ``X``'s type added 1-2 s to a cold first fit).
+SPARSE = False
+
 #: Positions in the ``bodies`` address array of the training drivers (``model.py`` fills it
 #: with ``launch.addresses``; the column split's bodies follow these).
 BLOCK, SUM_SQ, UPDATE = range(3)
@@ -169,38 +178,31 @@ def _block(buf, R, coff, sizes, l, r0, r1):
 
 
 @njit(**SERIAL)
-def _forward_rows(x, rows, r0, r1, theta, sizes, fwd, bwd, woff, boff, coff, R, abuf, zbuf, drop, dropk, key):
+def _forward_rows(x, r0, r1, theta, sizes, fwd, bwd, woff, boff, coff, R, abuf, zbuf, drop, dropk, key):
     """Push rows r0:r1 of ``x`` through every layer into rows r0:r1 of the buffers.
 
-    ``x`` is a dense batch (rows ``r0:r1`` read) or a ``sparse.CSR`` data set read through
-    ``rows`` (see ``sparse.first_forward``). ``drop`` holds the dropout rate of each slot
-    (slot ``l + 1`` is layer ``l``'s output), or is empty for inference; ``dropk`` the
-    dropout kernels' addresses (read only when ``drop`` is not empty); ``key`` seeds the
-    masks (see ``dropout.py``).
+    ``drop`` holds the dropout rate of each slot (slot ``l + 1`` is layer ``l``'s output),
+    or is empty for inference; ``dropk`` the dropout kernels' addresses (read only when
+    ``drop`` is not empty); ``key`` seeds the masks (see ``dropout.py``).
     """
+    inp = x[r0:r1]
     L = fwd.shape[0]
-    inp = _block(abuf, R, coff, sizes, 0, r0, r1)
     for l in range(L):
         a = _block(abuf, R, coff, sizes, l, r0, r1)
         z = _block(zbuf, R, coff, sizes, l, r0, r1)  # never a: see activations.bias_act_cols_ (aliasing)
         b = theta[boff[l] : boff[l] + sizes[l + 1]]
-        if l == 0:
-            first_forward(x, rows, r0, r1, _weights(theta, sizes, woff, 0), b, fwd[0], z, a)
-        else:
-            dense_forward(inp, _weights(theta, sizes, woff, l), b, fwd[l], z, a)
+        dense_forward(inp, _weights(theta, sizes, woff, l), b, fwd[l], z, a)
         if drop.shape[0] > 0 and drop[l + 1] > 0:
             drop_forward_(dropk, a, r0, l + 1, L + 1, key, drop[l + 1], 0, a.shape[1])
         inp = a
 
 
 @njit(**SERIAL)
-def _backward_rows(x, rows, r0, r1, theta, sizes, fwd, bwd, woff, boff, coff, R, abuf, zbuf, gbuf, dtheta, drop, dropk,
-                   key):  # fmt: skip
+def _backward_rows(x, r0, r1, theta, sizes, fwd, bwd, woff, boff, coff, R, abuf, zbuf, gbuf, dtheta, drop, dropk, key):
     """Backward pass over rows r0:r1; ``gbuf``'s last region holds dL/da of the output.
 
     Writes this block's gradient of every parameter into ``dtheta`` (laid out as theta).
-    ``x``/``rows`` and ``drop``/``dropk``/``key`` as in :func:`_forward_rows`: the masks are
-    recomputed, not stored.
+    ``drop``/``dropk``/``key`` as in :func:`_forward_rows`: the masks are recomputed, not stored.
     """
     L = fwd.shape[0]
     for l in range(L - 1, -1, -1):
@@ -210,11 +212,64 @@ def _backward_rows(x, rows, r0, r1, theta, sizes, fwd, bwd, woff, boff, coff, R,
         if drop.shape[0] > 0 and drop[l + 1] > 0:
             # layer l+1 has already used the masked output as its input; unmask for f'
             drop_backward_(dropk, g, a, r0, l + 1, L + 1, key, drop[l + 1], 0, g.shape[1])
+        inp = x[r0:r1] if l == 0 else _block(abuf, R, coff, sizes, l - 1, r0, r1)
+        dx = g if l == 0 else _block(gbuf, R, coff, sizes, l - 1, r0, r1)
         n_out = sizes[l + 1]
-        dw = _weights(dtheta, sizes, woff, l)
-        db = dtheta[boff[l] : boff[l] + n_out]
+        dense_backward(
+            inp,
+            _weights(theta, sizes, woff, l),
+            a,
+            z,
+            bwd[l],
+            g,
+            _weights(dtheta, sizes, woff, l),
+            dtheta[boff[l] : boff[l] + n_out],
+            dx,
+            l > 0,
+        )
+
+
+@njit(**SERIAL)
+def _sparse_forward_rows(X, rows, r0, r1, theta, sizes, fwd, bwd, woff, boff, coff, R, abuf, zbuf, drop, dropk, key):
+    """:func:`_forward_rows` for a ``sparse.CSR`` input ``X`` read through ``rows``
+    (positions ``r0:r1`` are rows ``rows[r0:r1]``, or themselves when ``rows`` is empty):
+    the first layer's product from the nonzeros (``sparse.csr_product_rows``), the other
+    layers as the dense pass."""
+    L = fwd.shape[0]
+    for l in range(L):
+        a = _block(abuf, R, coff, sizes, l, r0, r1)
+        z = _block(zbuf, R, coff, sizes, l, r0, r1)
+        b = theta[boff[l] : boff[l] + sizes[l + 1]]
         if l == 0:
-            first_backward(x, rows, r0, r1, _weights(theta, sizes, woff, 0), a, z, bwd[0], g, dw, db)
+            csr_product_rows(X, rows, r0, r1, _weights(theta, sizes, woff, 0), z)
+            bias_act_(z, b, fwd[0], a)
+        else:
+            dense_forward(_block(abuf, R, coff, sizes, l - 1, r0, r1), _weights(theta, sizes, woff, l), b, fwd[l], z, a)
+        if drop.shape[0] > 0 and drop[l + 1] > 0:
+            drop_forward_(dropk, a, r0, l + 1, L + 1, key, drop[l + 1], 0, a.shape[1])
+
+
+@njit(**SERIAL)
+def _sparse_backward_rows(X, rows, r0, r1, theta, sizes, fwd, bwd, woff, boff, coff, R, abuf, zbuf, gbuf, dtheta, drop,
+                          dropk, key):  # fmt: skip
+    """:func:`_backward_rows` for a ``sparse.CSR`` input (``X``/``rows`` as in
+    :func:`_sparse_forward_rows`): the first layer's weight gradient from the nonzeros
+    (``sparse.csr_weight_grad_rows``); no gradient of the input. Its per-layer prologue
+    repeats :func:`_backward_rows`' on purpose: a helper shared by both would change the
+    dense pass, whose compile time is the one measured."""
+    L = fwd.shape[0]
+    for l in range(L - 1, -1, -1):
+        a = _block(abuf, R, coff, sizes, l, r0, r1)
+        z = _block(zbuf, R, coff, sizes, l, r0, r1)
+        g = _block(gbuf, R, coff, sizes, l, r0, r1)
+        if drop.shape[0] > 0 and drop[l + 1] > 0:
+            drop_backward_(dropk, g, a, r0, l + 1, L + 1, key, drop[l + 1], 0, g.shape[1])
+        dw = _weights(dtheta, sizes, woff, l)
+        db = dtheta[boff[l] : boff[l] + sizes[l + 1]]
+        if l == 0:
+            act_backward_(g, a, z, bwd[0])
+            csr_weight_grad_rows(X, rows, r0, r1, g, dw)
+            column_sums(g, db)
         else:
             inp = _block(abuf, R, coff, sizes, l - 1, r0, r1)
             dx = _block(gbuf, R, coff, sizes, l - 1, r0, r1)
@@ -231,12 +286,13 @@ def n_blocks(n_rows, n_threads, min_rows):
 def gather_rows_(X, yi, yf, sw, rows, r0, r1, loss, drop, dropk, key, L, xb, ybi, ybf, wb):
     """Rows ``r0:r1`` of the batch ``X[rows]`` (and their targets and sample weights) into
     the batch buffers, so shuffling never copies the data set; then the input's dropout
-    mask, if any (sparse ``X`` is not gathered: ``sparse.gather_inputs``). Element loops: an
-    array slice assignment would compile Numba's shape-mismatch message formatting, seconds
-    of cold compile."""
-    gather_inputs(X, rows, r0, r1, xb)
+    mask, if any. Element loops: an array slice assignment would compile Numba's
+    shape-mismatch message formatting, seconds of cold compile."""
     for r in range(r0, r1):
         src = rows[r]
+        if not SPARSE:  # a sparse X is read in place by the first layer
+            for j in range(X.shape[1]):
+                xb[r, j] = X[src, j]
         if loss == CROSS_ENTROPY:
             ybi[r] = yi[src]
         else:
@@ -314,9 +370,12 @@ def block_gradients_(t, nb, s, e, wsum, key, a):
     r1 = (t + 1) * B // nb
     weighted = a.sw.shape[0] > 0
     gather_rows_(a.X, a.yi, a.yf, a.sw, rows, r0, r1, loss, a.drop, a.dropk, key, L, a.xb, a.ybi, a.ybf, a.wb)
-    x = first_input(a.X, a.xb)
-    _forward_rows(x, rows, r0, r1, a.theta, sizes, a.fwd, a.bwd, a.woff, a.boff, a.coff, R, a.abuf, a.zbuf, a.drop,
-                  a.dropk, key)  # fmt: skip
+    if SPARSE:
+        _sparse_forward_rows(a.X, rows, r0, r1, a.theta, sizes, a.fwd, a.bwd, a.woff, a.boff, a.coff, R, a.abuf,
+                             a.zbuf, a.drop, a.dropk, key)  # fmt: skip
+    else:
+        _forward_rows(a.xb, r0, r1, a.theta, sizes, a.fwd, a.bwd, a.woff, a.boff, a.coff, R, a.abuf, a.zbuf, a.drop,
+                      a.dropk, key)  # fmt: skip
     out = _block(a.abuf, R, a.coff, sizes, L - 1, r0, r1)
     gout = _block(a.gbuf, R, a.coff, sizes, L - 1, r0, r1)
     wblk = a.wb[r0:r1] if weighted else a.wb[:0]
@@ -324,10 +383,16 @@ def block_gradients_(t, nb, s, e, wsum, key, a):
         a.mpart[t, :] = 0.0
         call_loss(a.lossk, out, a.ybi[r0:r1], a.ybf[r0:r1], wblk, a.mpart[t], 0.0, METRICS)
     a.lpart[t] = call_loss(a.lossk, out, a.ybi[r0:r1], a.ybf[r0:r1], wblk, gout, scale, GRAD)
-    _backward_rows(
-        x, rows, r0, r1, a.theta, sizes, a.fwd, a.bwd, a.woff, a.boff, a.coff, R, a.abuf, a.zbuf, a.gbuf, a.gpart[t],
-        a.drop, a.dropk, key,
-    )  # fmt: skip
+    if SPARSE:
+        _sparse_backward_rows(
+            a.X, rows, r0, r1, a.theta, sizes, a.fwd, a.bwd, a.woff, a.boff, a.coff, R, a.abuf, a.zbuf, a.gbuf,
+            a.gpart[t], a.drop, a.dropk, key,
+        )  # fmt: skip
+    else:
+        _backward_rows(
+            a.xb, r0, r1, a.theta, sizes, a.fwd, a.bwd, a.woff, a.boff, a.coff, R, a.abuf, a.zbuf, a.gbuf, a.gpart[t],
+            a.drop, a.dropk, key,
+        )  # fmt: skip
 
 
 def block_body(t, nb, ctx):
@@ -337,7 +402,11 @@ def block_body(t, nb, ctx):
 
 
 def block_address(a: TrainArgs) -> int:
-    """The address of :func:`block_body` for records of ``a``'s type."""
+    """The address of :func:`block_body` for records of ``a``'s type (for a sparse ``X``,
+    with the sparse copy of :func:`block_gradients_`)."""
+    if isinstance(a.X, CSR):
+        gradients = _sparse_variant(block_gradients_, gather_rows_=_sparse_variant(gather_rows_))
+        return body_address(block_body, STEP, a, "sparse", {"block_gradients_": gradients})
     return body_address(block_body, STEP, a)
 
 
@@ -413,8 +482,13 @@ def _forward_block(t, nb, f):
     for s in range(r0, r1, chunk):
         e = min(r1, s + chunk)
         # np.int64(0), not 0: a literal argument would compile a second specialisation
-        _forward_rows(input_rows(X, s, e), sizes[:0], np.int64(0), e - s, f.theta, sizes, f.fwd, f.bwd, f.woff,
-                      f.boff, coff, chunk, at, zt, f.nodrop, sizes[:0], key)  # fmt: skip
+        if SPARSE:
+            rows = CSR(X.indptr[s : e + 1], X.indices, X.data, X.n_cols)
+            _sparse_forward_rows(rows, sizes[:0], np.int64(0), e - s, f.theta, sizes, f.fwd, f.bwd, f.woff, f.boff,
+                                 coff, chunk, at, zt, f.nodrop, sizes[:0], key)  # fmt: skip
+        else:
+            _forward_rows(X[s:e], np.int64(0), e - s, f.theta, sizes, f.fwd, f.bwd, f.woff, f.boff, coff, chunk, at,
+                          zt, f.nodrop, sizes[:0], key)  # fmt: skip
         o = f.out[s:e]
         # copy the last layer's rows (element loops: an array slice assignment would
         # compile Numba's shape-mismatch error formatting, seconds of cold compile)
@@ -432,8 +506,25 @@ def forward_body(t, nb, ctx):
 
 
 def forward_address(f: ForwardArgs) -> int:
-    """The address of :func:`forward_body` for records of ``f``'s type."""
+    """The address of :func:`forward_body` for records of ``f``'s type (for a sparse ``X``,
+    with the sparse copy of :func:`_forward_block`)."""
+    if isinstance(f.X, CSR):
+        return body_address(forward_body, NO_SCALARS, f, "sparse", {"_forward_block": _sparse_variant(_forward_block)})
     return body_address(forward_body, NO_SCALARS, f)
+
+
+_sparse_variants: dict = {}
+
+
+def _sparse_variant(fn, **callees):
+    """The copy of the INLINE function ``fn`` that sees ``SPARSE = True`` (and so reads
+    ``X`` as a ``sparse.CSR``) and the sparse copies ``callees`` of the functions it calls,
+    compiled and cached apart (``launch.specialise``)."""
+    found = _sparse_variants.get(fn)
+    if found is None:
+        copy = specialise(fn.py_func, "sparse", {"SPARSE": True, **callees})
+        found = _sparse_variants[fn] = njit(**INLINE)(copy)
+    return found
 
 
 @njit(**SERIAL)

@@ -7,11 +7,9 @@ nonzeros select, scaled) and the weight gradient ``dW = X_rows^T delta`` (each n
 adds ``value * delta_row`` to one weight row). ``delta_prev`` is never needed below the
 first layer. The work per row is ``nnz(row) * n_out`` instead of ``n_features * n_out``.
 
-The engine is written once for both kinds of input: the few places that touch ``X``
-call the generic functions at the bottom of this module (:func:`first_input`,
-:func:`gather_inputs`, :func:`first_forward`, :func:`first_backward`,
-:func:`input_rows`), whose implementation Numba picks at compile time from ``X``'s type;
-a dense network's compiled code is what it was (the dense branches are the old code).
+The engine (``engine.py``) compiles its row passes for sparse input as copies of the
+dense functions that see the global ``SPARSE = True``; the dense functions branch on that
+constant, which Numba removes before typing, so a dense network compiles what it did.
 
 Row selection: ``rows`` maps the block's positions to data-set rows (the epoch's
 shuffled ``order[s:e]`` in training), or is empty, meaning position ``i`` is row ``i``
@@ -23,12 +21,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit, types
-from numba.extending import overload
+from numba import njit
 
-from .._config import INLINE, SERIAL
-from .activations import act_backward_, bias_act_
-from .dense import column_sums, dense_backward, dense_forward
+from .._config import INLINE
 
 
 class CSR(NamedTuple):
@@ -130,95 +125,3 @@ def csr_weight_grad_rows(X, rows, r0, r1, delta, dw):
             row = dw[indices[k]]
             for j in range(n_out):
                 row[j] += v * di[j]
-
-
-# ------------------------------------------------- generic functions, chosen by X's type
-#: Compile options of the implementations (Numba caches them inside their callers).
-_OV = {k: v for k, v in SERIAL.items() if k != "cache"}
-
-
-def _is_csr(ty: types.Type) -> bool:
-    return isinstance(ty, types.BaseNamedTuple) and ty.instance_class is CSR
-
-
-def first_input(X, xb):
-    """What the first layer reads in training: the gathered batch ``xb`` for dense ``X``,
-    ``X`` itself (read through the batch's rows) for sparse."""
-
-
-@overload(first_input, jit_options=_OV)
-def _first_input(X, xb):
-    if _is_csr(X):
-        return lambda X, xb: X
-    return lambda X, xb: xb
-
-
-def gather_inputs(X, rows, r0, r1, xb):
-    """Copy rows ``rows[r0:r1]`` of dense ``X`` into ``xb[r0:r1]``; nothing for sparse
-    ``X`` (its first layer reads the rows in place)."""
-
-
-@overload(gather_inputs, jit_options=_OV)
-def _gather_inputs(X, rows, r0, r1, xb):
-    if _is_csr(X):
-        return lambda X, rows, r0, r1, xb: None
-
-    def dense(X, rows, r0, r1, xb):
-        # element loops: an array slice assignment would compile Numba's shape-mismatch
-        # message formatting, seconds of cold compile
-        for r in range(r0, r1):
-            src = rows[r]
-            for j in range(X.shape[1]):
-                xb[r, j] = X[src, j]
-
-    return dense
-
-
-def input_rows(X, s, e):
-    """Rows ``s:e`` of ``X`` (dense or :class:`CSR`), as a view."""
-
-
-@overload(input_rows, jit_options=_OV)
-def _input_rows(X, s, e):
-    if _is_csr(X):
-        return lambda X, s, e: CSR(X.indptr[s : e + 1], X.indices, X.data, X.n_cols)
-    return lambda X, s, e: X[s:e]
-
-
-def first_forward(x, rows, r0, r1, w, b, fwd, z, a):
-    """The first layer's ``z = x_rows @ w + b``, ``a = f(z)`` for positions ``r0:r1``:
-    ``x[r0:r1]`` of a dense ``x``, or the rows ``rows[r0:r1]`` of a :class:`CSR`
-    (``r0:r1`` themselves when ``rows`` is empty)."""
-
-
-@overload(first_forward, jit_options=_OV)
-def _first_forward(x, rows, r0, r1, w, b, fwd, z, a):
-    if _is_csr(x):
-
-        def sparse(x, rows, r0, r1, w, b, fwd, z, a):
-            csr_product_rows(x, rows, r0, r1, w, z)
-            bias_act_(z, b, fwd, a)
-
-        return sparse
-    return lambda x, rows, r0, r1, w, b, fwd, z, a: dense_forward(x[r0:r1], w, b, fwd, z, a)
-
-
-def first_backward(x, rows, r0, r1, w, a, z, bwd, g, dw, db):
-    """The first layer's backward pass for positions ``r0:r1`` (input as in
-    :func:`first_forward`): ``g`` becomes delta, ``dw``/``db`` the block's gradients; no
-    gradient of the input."""
-
-
-@overload(first_backward, jit_options=_OV)
-def _first_backward(x, rows, r0, r1, w, a, z, bwd, g, dw, db):
-    if _is_csr(x):
-
-        def sparse(x, rows, r0, r1, w, a, z, bwd, g, dw, db):
-            act_backward_(g, a, z, bwd)
-            csr_weight_grad_rows(x, rows, r0, r1, g, dw)
-            column_sums(g, db)
-
-        return sparse
-    return lambda x, rows, r0, r1, w, a, z, bwd, g, dw, db: dense_backward(
-        x[r0:r1], w, a, z, bwd, g, dw, db, g, False
-    )
