@@ -21,9 +21,10 @@ with ``threads_per_worker=1``) and dask's local threaded scheduler, which alread
 task per core. With a few workers of many threads each, and about one partition per worker,
 pass the worker's thread count; ``None`` keeps the process's own setting.
 
-Worker processes. Numba's ``omp`` threading layer is not fork-safe, so worker processes
-must be spawned, not forked. ``distributed`` spawns them by default (its
-``distributed.worker.multiprocessing-method`` setting is ``"spawn"``); keep it that way.
+Worker processes. Numba's ``omp`` threading layer is not fork-safe: a worker forked after
+the parent ran fastbp runs on one thread (``fastbp._threads``), so spawn them instead.
+``distributed`` spawns them by default (its ``distributed.worker.multiprocessing-method``
+setting is ``"spawn"``); keep it that way.
 Each new worker process loads the compiled kernels from Numba's on-disk cache (compiling
 them on a cold cache, about 45 s): run one small ``fit`` in the driver first to fill it.
 """
