@@ -290,7 +290,7 @@ def test_fit_data_parallel_one_partition_equals_fit(client, digits):
     assert model._step == reference._step == 3 * 19
 
 
-def test_normalization_layer_is_applied_once_on_every_path(client, digits):
+def test_normalization_layer_is_applied_once_on_every_path(client, digits, restore_threads):
     """A model whose first layer standardises its input: the partitions are validated on
     the workers without it and standardised by fit, once; raw features in, the same model
     as model.fit on the same raw features (one partition, no shuffling, one thread)."""
@@ -303,12 +303,8 @@ def test_normalization_layer_is_applied_once_on_every_path(client, digits):
                              loss="cross_entropy", optimizer=fb.Adam(lr=4e-3), seed=0)  # fmt: skip
 
     reference, incremental, parallel = model(), model(), model()
-    threads = fb.get_num_threads()
-    fb.set_num_threads(1)
-    try:
-        reference.fit(raw, y_tr, epochs=2, batch_size=64, shuffle=False, verbose=0)
-    finally:
-        fb.set_num_threads(threads)
+    fb.set_num_threads(1)  # as the workers run (restore_threads puts it back)
+    reference.fit(raw, y_tr, epochs=2, batch_size=64, shuffle=False, verbose=0)
     X, y = da.from_array(raw, chunks=(len(raw), 64)), da.from_array(y_tr)
     fbd.fit_data_parallel(parallel, X, y, epochs=2, batch_size=64, shuffle=False, client=client)
     for got, want in zip(parallel.get_weights(), reference.get_weights()):
