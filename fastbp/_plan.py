@@ -97,15 +97,17 @@ def column_split(sizes: np.ndarray, rows: int, n_threads: int) -> bool:
     return n_params >= _config.COLUMN_SPLIT_LARGE_PARAMS and per_thread <= int(hidden.max()) / 8
 
 
-def workspace(plan: Plan, rows: int, n_threads: int, sparse: bool, labels: bool, k: int, dt: np.dtype) -> dict:
-    """Work buffers for batches of up to ``rows`` rows on ``n_threads`` threads, for
-    integer ``labels`` (cross-entropy) or float targets of ``k`` outputs, in ``dt``.
+def workspace(
+    plan: Plan, rows: int, n_threads: int, sparse: bool, cols: bool, labels: bool, k: int, dt: np.dtype
+) -> dict:  # fmt: skip
+    """Work buffers for batches of up to ``rows`` rows on ``n_threads`` threads, for the row
+    split or (``cols``, from :func:`column_split`) the column split, for integer ``labels``
+    (cross-entropy) or float targets of ``k`` outputs, in ``dt``.
 
     ``gpart`` holds one partial gradient per row block of the row split (at most
     ``engine.n_blocks(rows, ...)`` of them); the column split writes the whole gradient
     into one row. Sparse input always takes the row split, and gathers no batch (``xb``
     has no columns: the first layer reads the rows in place, ``kernels/sparse.py``)."""
-    cols = not sparse and column_split(plan.sizes, rows, n_threads)
     nparts = 1 if cols else engine.n_blocks(rows, n_threads, _config.MIN_ROWS_PER_BLOCK)
     width = int(plan.coff[-1])
     return {

@@ -98,9 +98,7 @@ def check_X(X: object, dtype: np.dtype, n_features: int | None = None, name: str
 
     float32/float64 C-contiguous input of the right dtype is returned as is (no copy).
     """
-    if isinstance(X, CSR):
-        return check_sparse_X(X, dtype, n_features, name)
-    if is_scipy_sparse(X):
+    if isinstance(X, CSR) or is_scipy_sparse(X):
         return check_sparse_X(X, dtype, n_features, name)
     arr = _as_array(X, name)
     if arr.dtype.kind not in "biuf":

@@ -372,7 +372,7 @@ class Sequential:
         if (ws is not None and ws["rows"] == rows and ws["threads"] == n_threads and ws["cols"] == cols
                 and ws["sparse"] == sparse):  # fmt: skip
             return ws
-        self._workspace = _plan.workspace(self._plan, rows, n_threads, sparse, self._loss == CROSS_ENTROPY,
+        self._workspace = _plan.workspace(self._plan, rows, n_threads, sparse, cols, self._loss == CROSS_ENTROPY,
                                           self.n_outputs, self.dtype)  # fmt: skip
         return self._workspace
 

@@ -483,8 +483,8 @@ def _forward_block(t, nb, f):
         e = min(r1, s + chunk)
         # np.int64(0), not 0: a literal argument would compile a second specialisation
         if SPARSE:
-            rows = CSR(X.indptr[s : e + 1], X.indices, X.data, X.n_cols)
-            _sparse_forward_rows(rows, sizes[:0], np.int64(0), e - s, f.theta, sizes, f.fwd, f.bwd, f.woff, f.boff,
+            Xs = CSR(X.indptr[s : e + 1], X.indices, X.data, X.n_cols)  # a view of rows s:e
+            _sparse_forward_rows(Xs, sizes[:0], np.int64(0), e - s, f.theta, sizes, f.fwd, f.bwd, f.woff, f.boff,
                                  coff, chunk, at, zt, f.nodrop, sizes[:0], key)  # fmt: skip
         else:
             _forward_rows(X[s:e], np.int64(0), e - s, f.theta, sizes, f.fwd, f.bwd, f.woff, f.boff, coff, chunk, at,
