@@ -39,7 +39,7 @@ from .blas import gemm
 from .dense import column_sums, dense_forward
 from .dropout import drop_backward_, drop_forward_, step_key
 from .engine import _block, _weights, batch_weight, finish_step, gather_rows_
-from .launch import CTX, body_address, pack, run_blocks, unpack
+from .launch import CTX, body_address, pack, ref, run_blocks, unpack
 from .losses import CROSS_ENTROPY, GRAD, METRICS, call_loss
 from .optim import sum_sq_address, update_address
 
@@ -160,11 +160,12 @@ def _region_of(body, n, s, e, l, wsum, key, a):
 
 
 @njit(**SERIAL)
-def train_batches_cols(a, b0, b1, step, bodies):
+def train_batches_cols(args, b0, b1, step, bodies):
     """:func:`engine.train_batches` with the column split (module docstring), for networks
     with at least one hidden layer. ``a.n_threads`` column blocks per hidden layer; the
     gradient goes straight into ``gpart[0]``. Same arguments and result; ``bodies`` also
     holds this module's (``GATHER`` .. ``BACKWARD_COLS``)."""
+    a = ref(args)  # read in place: passing the record value on would copy it (launch.RecordRef)
     N = a.order.shape[0]
     L = a.fwd.shape[0]
     bs = a.batch_size

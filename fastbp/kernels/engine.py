@@ -39,7 +39,7 @@ from .._config import INLINE, SERIAL
 from .activations import act_backward_, bias_act_
 from .dense import column_sums, dense_backward, dense_forward
 from .dropout import drop_backward_, drop_forward_, step_key
-from .launch import CTX, body_address, pack, run_blocks, specialise, unpack, view2d
+from .launch import CTX, body_address, pack, ref, run_blocks, specialise, unpack, view2d
 from .losses import CROSS_ENTROPY, GRAD, LINK, METRICS, VALUE, call_loss
 from .optim import optimizer_step_, scale_, sum_partials_sq, sum_sq_address, update_address
 from .sparse import CSR, csr_product_rows, csr_weight_grad_rows
@@ -427,7 +427,7 @@ def batch_gradients(a, wsum, nb, bodies):
 
 
 @njit(**SERIAL)
-def train_batches(a, b0, b1, step, bodies):
+def train_batches(args, b0, b1, step, bodies):
     """Batches ``b0 .. b1-1`` of an epoch over ``X[order]``, all in compiled code; ``a`` is
     the :class:`TrainArgs` record, ``step`` the optimizer's step count so far and
     ``bodies`` the addresses of the bodies (``BLOCK``, ``SUM_SQ``, ``UPDATE``).
@@ -445,6 +445,7 @@ def train_batches(a, b0, b1, step, bodies):
     finite. That batch is not applied, and training stops there, so the parameters and
     optimizer state are those after the last finite step.
     """
+    a = ref(args)  # read in place: passing the record value on would copy it (launch.RecordRef)
     N = a.order.shape[0]
     bs = a.batch_size
     for bi in range(b0, b1):

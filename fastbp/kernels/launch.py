@@ -42,9 +42,11 @@ from llvmlite import binding as llvm
 from llvmlite import ir
 from numba import cfunc, njit, prange, types
 from numba.core import cgutils
+from numba.core.datamodel import models
 from numba.core.errors import TypingError
 from numba.core.imputils import impl_ret_borrowed
-from numba.extending import intrinsic
+from numba.core.typing.templates import AttributeTemplate
+from numba.extending import infer_getattr, intrinsic, lower_getattr_generic, register_model
 from numba.np.arrayobj import make_array, populate_array
 
 from .._config import PARALLEL, SERIAL
@@ -152,22 +154,91 @@ def view2d(typingctx, arr, start, rows, cols):
     return sig, codegen
 
 
+class RecordRef(types.Type):
+    """A named record read in place, through its address: ``ref.field`` loads that one
+    field. A body's context record is one (:func:`unpack`): copying a record *value* (Numba
+    copies it at every assignment and at every inlined call) increfs and later decrefs each
+    of its arrays, a few hundred instructions per copy for a 40-field record; copying a
+    reference copies a pointer."""
+
+    def __init__(self, record: types.BaseNamedTuple) -> None:
+        self.record = record
+        super().__init__(name=f"RecordRef({record})")
+
+
+register_model(RecordRef)(models.OpaqueModel)
+
+
+@infer_getattr
+class _RecordRefAttributes(AttributeTemplate):
+    key = RecordRef
+
+    def generic_resolve(self, ref, attr):
+        fields = ref.record.fields
+        return ref.record[fields.index(attr)] if attr in fields else None
+
+
+@lower_getattr_generic(RecordRef)
+def _record_ref_getattr(context, builder, ref, value, attr):
+    index = ref.record.fields.index(attr)
+    ptr = builder.bitcast(value, context.get_value_type(ref.record).as_pointer())
+    field = builder.load(cgutils.gep_inbounds(builder, ptr, 0, index))
+    return impl_ret_borrowed(context, builder, ref.record[index], field)
+
+
+def _by_ref(record: types.Type) -> bool:
+    """Whether a context holds ``record`` by reference: named records (the drivers' argument
+    records) are, plain tuples (a few arrays) are held by value."""
+    return isinstance(record, (types.BaseNamedTuple, RecordRef))
+
+
+def _record_pointer(context, builder, record: types.Type, value) -> ir.Value:
+    """An ``i8*`` to a named record: a :class:`RecordRef`'s own pointer, or a slot of the
+    calling function holding a copy of the value (valid until that function returns)."""
+    if isinstance(record, RecordRef):
+        return value
+    slot = cgutils.alloca_once(builder, context.get_value_type(record))
+    builder.store(value, slot)
+    return builder.bitcast(slot, _VOIDP)
+
+
+@intrinsic
+def ref(typingctx, record):
+    """A :class:`RecordRef` to the named record ``record``, valid while the calling function
+    runs: read its fields through it, pass it to inlined helpers and to :func:`pack`, at
+    the cost of a pointer copy instead of a record copy."""
+    if not isinstance(record, types.BaseNamedTuple):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return _record_pointer(context, builder, record, args[0])
+
+    return RecordRef(record)(record), codegen
+
+
 @intrinsic
 def pack(typingctx, scalars, scalars_type, record):
-    """Copy ``(scalars, record)`` to a stack slot of the calling function and return its
-    address (int64), valid until that function returns. ``scalars`` must have exactly the
-    type ``scalars_type`` (the one the body declares): a mismatch is a compile error, not a
-    misread context."""
+    """Store ``(scalars, record)`` in a stack slot of the calling function and return its
+    address (int64), valid until that function returns. A named record (or a
+    :class:`RecordRef` to one) is stored as a pointer (:func:`_by_ref`), any other record by
+    value. ``scalars`` must have exactly the type ``scalars_type`` (the one the body
+    declares): a mismatch is a compile error, not a misread context."""
     if not isinstance(scalars_type, types.TypeRef):
         return None
     if scalars != scalars_type.instance_type:
         raise TypingError(f"context scalars are {scalars}, the body expects {scalars_type.instance_type}")
-    ctx = types.Tuple((scalars, record))
     sig = types.int64(scalars, scalars_type, record)
 
     def codegen(context, builder, sig, args):
-        value = context.make_tuple(builder, ctx, (args[0], args[2]))
-        slot = cgutils.alloca_once(builder, context.get_value_type(ctx))
+        if _by_ref(record):
+            llty = ir.LiteralStructType([context.get_value_type(scalars), _VOIDP])
+            pointer = _record_pointer(context, builder, record, args[2])
+            value = cgutils.make_anonymous_struct(builder, [args[0], pointer])
+        else:
+            ctx = types.Tuple((scalars, record))
+            llty = context.get_value_type(ctx)
+            value = context.make_tuple(builder, ctx, (args[0], args[2]))
+        slot = cgutils.alloca_once(builder, llty)
         builder.store(value, slot)
         return builder.ptrtoint(slot, ir.IntType(64))
 
@@ -176,18 +247,28 @@ def pack(typingctx, scalars, scalars_type, record):
 
 @intrinsic
 def unpack(typingctx, addr, ctx_type):
-    """The context :func:`pack` stored at ``addr``, read as ``ctx_type`` (a new reference
-    to its arrays, released by the body as any local)."""
+    """The context :func:`pack` stored at ``addr``, read as ``ctx_type``
+    (``(scalars, record)``): the scalars by value, and a named record as a
+    :class:`RecordRef` (each field read is a new reference, released by the body as any
+    local); any other record by value (a new reference to its arrays)."""
     if not isinstance(ctx_type, types.TypeRef):
         return None
     ty = ctx_type.instance_type
-    sig = ty(addr, ctx_type)
+    scalars, record = ty.types
+    if isinstance(record, RecordRef):
+        record = record.record
+    by_ref = _by_ref(record)
+    retty = types.Tuple((scalars, RecordRef(record))) if by_ref else ty
+    sig = retty(addr, ctx_type)
 
     def codegen(context, builder, sig, args):
-        ptr = builder.inttoptr(args[0], context.get_value_type(ty).as_pointer())
-        value = builder.load(ptr)
-        context.nrt.incref(builder, ty, value)
-        return value
+        if not by_ref:
+            value = builder.load(builder.inttoptr(args[0], context.get_value_type(ty).as_pointer()))
+            context.nrt.incref(builder, ty, value)
+            return value
+        llty = ir.LiteralStructType([context.get_value_type(scalars), _VOIDP])
+        value = builder.load(builder.inttoptr(args[0], llty.as_pointer()))
+        return context.make_tuple(builder, retty, (builder.extract_value(value, 0), builder.extract_value(value, 1)))
 
     return sig, codegen
 
