@@ -108,7 +108,7 @@ def workspace(
     ``engine.n_blocks(rows, ...)`` of them); the column split writes the whole gradient
     into one row. Sparse input always takes the row split, and gathers no batch (``xb``
     has no columns: the first layer reads the rows in place, ``kernels/sparse.py``)."""
-    nparts = 1 if cols else engine.n_blocks(rows, n_threads, _config.MIN_ROWS_PER_BLOCK)
+    nparts = 1 if cols else engine.n_blocks.py_func(rows, n_threads, _config.MIN_ROWS_PER_BLOCK)
     width = int(plan.coff[-1])
     return {
         "rows": rows,
@@ -125,7 +125,7 @@ def workspace(
         "gpart": np.empty((nparts, plan.n_params), dtype=dt),
         "lpart": np.zeros(n_threads, dtype=np.float64),
         "mpart": np.zeros((n_threads, 3), dtype=np.float64),
-        "sq": np.zeros(n_chunks(plan.n_params), dtype=np.float64),
+        "sq": np.zeros(n_chunks.py_func(plan.n_params), dtype=np.float64),
         "coef": np.zeros(N_COEF, dtype=dt),
         "chooser": ThreadChooser(n_threads),
         "fresh": True,  # no segment has run in it yet

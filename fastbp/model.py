@@ -615,7 +615,7 @@ class Sequential:
         """Mean loss of raw network outputs ``out`` (weighted by ``sw`` if given)."""
         n = out.shape[0]
         with compute_threads() as n_threads:
-            nb = engine.n_blocks(n, n_threads, _config.MIN_ROWS_PER_BLOCK)
+            nb = engine.n_blocks.py_func(n, n_threads, _config.MIN_ROWS_PER_BLOCK)
             la = engine.LossArgs(
                 out, yi, yf, np.zeros(0) if sw is None else sw, self._loss, self._loss_kernels(_losses.VALUE),
                 np.zeros(nb),
@@ -633,7 +633,7 @@ class Sequential:
         width = int(plan.coff[-1])
         out = np.empty((n, self.n_outputs), dtype=self.dtype)
         with compute_threads() as n_threads:
-            nb = engine.n_blocks(n, n_threads, _config.MIN_ROWS_PER_BLOCK)
+            nb = engine.n_blocks.py_func(n, n_threads, _config.MIN_ROWS_PER_BLOCK)
             # allocated per call, so concurrent predict calls never share buffers
             abuf = np.empty(nb * chunk * width, dtype=self.dtype)
             zbuf = np.empty(nb * chunk * width, dtype=self.dtype)
@@ -785,7 +785,7 @@ class Sequential:
         wsum = float(n if sw is None else sw.sum())
         count = wsum if self._loss == CROSS_ENTROPY else wsum * k
         with compute_threads() as n_threads:
-            nb = engine.n_blocks(n, n_threads, _config.MIN_ROWS_PER_BLOCK)
+            nb = engine.n_blocks.py_func(n, n_threads, _config.MIN_ROWS_PER_BLOCK)
         gpart = np.empty((nb, plan.n_params), dtype=dt)
         grad = np.empty(plan.n_params, dtype=dt)
         empty = np.zeros(0, dtype=dt)

@@ -35,11 +35,11 @@ from typing import NamedTuple
 
 import numpy as np
 from llvmlite import ir as llvm_ir
-from numba import carray, njit, types
+from numba import njit, types
 from numba.extending import intrinsic
 
 from .._config import INLINE, SERIAL
-from .launch import cached_callback, call_void, compile_callback, specialise
+from .launch import cached_callback, call_void, compile_callback, cview, specialise
 
 LEAKY_SLOPE = 0.01
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
@@ -486,9 +486,9 @@ KERNEL_SIG = types.void(types.voidptr, types.voidptr, types.voidptr, types.intp,
 
 def bias_act_kernel(zp, bp, ap, n, ld, c0, c1):
     """z += b (row-broadcast), then a = f(z), in one pass, on columns c0:c1."""
-    z = carray(zp, (n, ld), DTYPE)
-    b = carray(bp, (ld,), DTYPE)
-    a = carray(ap, (n, ld), DTYPE)
+    z = cview(zp, (n, ld), DTYPE)
+    b = cview(bp, (ld,), DTYPE)
+    a = cview(ap, (n, ld), DTYPE)
     w = c1 - c0  # loops over row slices from 0: a start of c0 keeps Numba's negative-index
     bc = b[c0:c1]  # check on every access, which stops LLVM from vectorising
     for i in range(n):
@@ -502,9 +502,9 @@ def bias_act_kernel(zp, bp, ap, n, ld, c0, c1):
 
 def act_backward_kernel(gp, ap, zp, n, ld, c0, c1):
     """g *= f'(z), from a = f(z) (and z where the activation needs it), on columns c0:c1."""
-    g = carray(gp, (n, ld), DTYPE)
-    a = carray(ap, (n, ld), DTYPE)
-    z = carray(zp, (n, ld), DTYPE)
+    g = cview(gp, (n, ld), DTYPE)
+    a = cview(ap, (n, ld), DTYPE)
+    z = cview(zp, (n, ld), DTYPE)
     w = c1 - c0
     for i in range(n):
         gi = g[i, c0:c1]

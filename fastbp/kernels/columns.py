@@ -39,7 +39,7 @@ from .blas import gemm
 from .dense import column_sums, dense_forward
 from .dropout import drop_backward_, drop_forward_, step_key
 from .engine import _block, _weights, batch_weight, finish_step, gather_rows_
-from .launch import CTX, body_address, pack, ref, run_blocks, unpack
+from .launch import CTX, body_address, imin, pack, ref, run_blocks, unpack
 from .losses import CROSS_ENTROPY, GRAD, METRICS, call_loss
 from .optim import sum_sq_address, update_address
 
@@ -172,12 +172,12 @@ def train_batches_cols(args, b0, b1, step, bodies):
     nb = a.n_threads
     for bi in range(b0, b1):
         s = bi * bs
-        e = min(N, s + bs)
+        e = imin(N, s + bs)
         B = e - s
         wsum = batch_weight(a.sw, a.order[s:e])
         if wsum == 0.0:
             continue  # every row has weight 0: nothing to learn, no step
-        nr = min(nb, B)
+        nr = imin(nb, B)
         key = step_key(a.seed, step + 1)
         _region_of(bodies[GATHER], nr, s, e, 0, wsum, key, a)
         for l in range(L - 1):

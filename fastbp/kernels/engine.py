@@ -39,7 +39,7 @@ from .._config import INLINE, SERIAL
 from .activations import act_backward_, bias_act_
 from .dense import column_sums, dense_backward, dense_forward
 from .dropout import drop_backward_, drop_forward_, step_key
-from .launch import CTX, body_address, pack, ref, run_blocks, specialise, unpack, view2d
+from .launch import CTX, body_address, imin, pack, ref, run_blocks, specialise, unpack, view2d
 from .losses import CROSS_ENTROPY, GRAD, LINK, METRICS, VALUE, call_loss
 from .optim import optimizer_step_, scale_, sum_partials_sq, sum_sq_address, update_address
 from .sparse import CSR, csr_product_rows, csr_weight_grad_rows
@@ -278,8 +278,11 @@ def _sparse_backward_rows(X, rows, r0, r1, theta, sizes, fwd, bwd, woff, boff, c
 
 @njit(**INLINE)
 def n_blocks(n_rows, n_threads, min_rows):
-    """Row blocks for a batch: one per thread, but at least ``min_rows`` rows each."""
-    return max(1, min(n_threads, n_rows // min_rows))
+    """Row blocks for a batch: one per thread, but at least ``min_rows`` rows each (plain
+    comparisons, so that ``n_blocks.py_func`` serves Python callers without a compile)."""
+    k = n_rows // min_rows
+    k = n_threads if n_threads < k else k
+    return k if k > 1 else 1
 
 
 @njit(**INLINE)
@@ -450,7 +453,7 @@ def train_batches(args, b0, b1, step, bodies):
     bs = a.batch_size
     for bi in range(b0, b1):
         s = bi * bs
-        e = min(N, s + bs)
+        e = imin(N, s + bs)
         wsum = batch_weight(a.sw, a.order[s:e])
         if wsum == 0.0:
             continue  # every row has weight 0: nothing to learn, no step
@@ -481,7 +484,7 @@ def _forward_block(t, nb, f):
     k = sizes[L]
     base = chunk * coff[L - 1]
     for s in range(r0, r1, chunk):
-        e = min(r1, s + chunk)
+        e = imin(r1, s + chunk)
         # np.int64(0), not 0: a literal argument would compile a second specialisation
         if SPARSE:
             Xs = CSR(X.indptr[s : e + 1], X.indices, X.data, X.n_cols)  # a view of rows s:e

@@ -49,7 +49,7 @@ from numba.core.typing.templates import AttributeTemplate
 from numba.extending import infer_getattr, intrinsic, lower_getattr_generic, register_model
 from numba.np.arrayobj import make_array, populate_array
 
-from .._config import PARALLEL, SERIAL
+from .._config import INLINE, PARALLEL, SERIAL
 
 #: The context type, as a body's compiled copy sees it (:func:`body_address` binds it; a
 #: body's module imports this name so that the plain function reads as it will run).
@@ -152,6 +152,52 @@ def view2d(typingctx, arr, start, rows, cols):
         return impl_ret_borrowed(context, builder, retty, out._getvalue())
 
     return sig, codegen
+
+
+@intrinsic
+def cview(typingctx, ptr, shape, dtype):
+    """The C-contiguous array of ``shape`` (a tuple of one or two integers) and ``dtype`` (a
+    NumPy scalar type) at the data pointer ``ptr``, owned by the caller: ``numba.carray``
+    without its checks, and without compiling its implementation once per signature."""
+    if not (isinstance(ptr, (types.RawPointer, types.Integer)) and isinstance(shape, types.UniTuple)
+            and isinstance(shape.dtype, types.Integer) and shape.count in (1, 2)
+            and isinstance(dtype, types.NumberClass)):  # fmt: skip
+        return None
+    retty = types.Array(dtype.instance_type, shape.count, "C")
+    sig = retty(ptr, shape, dtype)
+
+    def codegen(context, builder, sig, args):
+        intp = types.intp
+        out = make_array(retty)(context, builder)
+        lldata = context.get_data_type(retty.dtype)
+        itemsize = context.get_constant(intp, context.get_abi_sizeof(lldata))
+        dims = [context.cast(builder, builder.extract_value(args[1], i), shape.dtype, intp) for i in range(shape.count)]
+        strides = [itemsize] if shape.count == 1 else [builder.mul(dims[1], itemsize), itemsize]
+        data = args[0] if isinstance(ptr, types.RawPointer) else builder.inttoptr(args[0], _VOIDP)
+        populate_array(
+            out,
+            data=builder.bitcast(data, lldata.as_pointer()),
+            shape=cgutils.pack_array(builder, dims),
+            strides=cgutils.pack_array(builder, strides),
+            itemsize=itemsize,
+            meminfo=None,
+        )
+        return out._getvalue()
+
+    return sig, codegen
+
+
+@njit(**INLINE)
+def imin(a, b):
+    """The smaller of two integers (Python's ``min`` compiles an implementation per
+    signature, a cold-compile cost at every call site kind)."""
+    return a if a < b else b
+
+
+@njit(**INLINE)
+def imax(a, b):
+    """The larger of two integers (see :func:`imin`)."""
+    return a if a > b else b
 
 
 class RecordRef(types.Type):
@@ -334,7 +380,7 @@ def run_blocks(body, n, ctx):
         _call_launcher(np.int64(body), np.int64(n), np.int64(ctx))
 
 
-@njit(**SERIAL)
+@njit(**INLINE)
 def run_serial(body, n, ctx):
     """``body(t, n, ctx)`` for ``t`` in ``0 .. n-1`` in order, on the calling thread."""
     for t in range(n):

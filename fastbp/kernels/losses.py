@@ -44,11 +44,11 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
-from numba import carray, njit, types
+from numba import njit, types
 
 from .._config import INLINE, SERIAL
 from .activations import sigmoid, softplus
-from .launch import cached_callback, call_f64, compile_callback, specialise
+from .launch import cached_callback, call_f64, compile_callback, cview, specialise
 
 HUBER_DELTA = 1.0
 #: Poisson log-rates are clipped at this value (rates up to e^50, about 5e21) in the link,
@@ -368,16 +368,16 @@ def loss_kernel(ap, yip, yfp, swp, outp, n, k, nyi, nyf, nsw, scale, mode):
     or :data:`LINK` (in place on ``a``); the other branches are pruned at compile time (a
     comparison of two constants). Arrays: ``a`` (n, k), ``yi`` (nyi,), ``yf`` (nyf, k),
     ``sw`` (nsw,) float64. ``mode`` is unused (one signature for all four)."""
-    a = carray(ap, (n, k), DTYPE)
-    yi = carray(yip, (nyi,), np.int64)
-    yf = carray(yfp, (nyf, k), DTYPE)
-    sw = carray(swp, (nsw,), np.float64)
+    a = cview(ap, (n, k), DTYPE)
+    yi = cview(yip, (nyi,), np.int64)
+    yf = cview(yfp, (nyf, k), DTYPE)
+    sw = cview(swp, (nsw,), np.float64)
     if MODE == GRAD:
-        return F_GRAD(a, yi, yf, sw, scale, carray(outp, (n, k), DTYPE))
+        return F_GRAD(a, yi, yf, sw, scale, cview(outp, (n, k), DTYPE))
     if MODE == VALUE:
         return F_VALUE(a, yi, yf, sw)
     if MODE == METRICS:
-        F_METRICS(a, yi, yf, sw, carray(outp, (3,), np.float64))
+        F_METRICS(a, yi, yf, sw, cview(outp, (3,), np.float64))
     if MODE == LINK:
         F_LINK(a)
     return 0.0

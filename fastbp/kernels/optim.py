@@ -40,7 +40,7 @@ import numpy as np
 from numba import njit, types
 
 from .._config import INLINE, SERIAL
-from .launch import CTX, body_address, pack, run_blocks, run_serial, unpack
+from .launch import CTX, body_address, imax, imin, pack, run_blocks, run_serial, unpack
 
 #: Optimizer names in code order (each code's update loop: :data:`RANGES`).
 NAMES: tuple[str, ...] = ("sgd", "adam", "adamw", "rmsprop")
@@ -174,9 +174,10 @@ def _rmsprop_range(theta, g, m, v, coef, wd, keep, nesterov):
 RANGES = {SGD: _sgd_range, ADAM: _adam_range, ADAMW: _adam_range, RMSPROP: _rmsprop_range}
 
 
-@njit(**SERIAL)
+@njit(**INLINE)
 def n_chunks(P):
-    """Number of CHUNK-sized pieces of a P-element parameter array."""
+    """Number of CHUNK-sized pieces of a P-element parameter array (Python callers:
+    ``n_chunks.py_func``)."""
     return (P + CHUNK - 1) // CHUNK
 
 
@@ -199,7 +200,7 @@ def reduce_partials(gpart, nparts, out):
     P = out.shape[0]
     for c in range((P + CHUNK - 1) // CHUNK):
         lo = c * CHUNK
-        hi = min(P, lo + CHUNK)
+        hi = imin(P, lo + CHUNK)
         o = out[lo:hi]
         g0 = gpart[0, lo:hi]
         for i in range(hi - lo):
@@ -215,7 +216,7 @@ def _sum_sq_chunk(gpart, nparts, c):
     """Chunk ``c``: sum its partials into gpart[0]; return the sum's squared norm (float64)."""
     P = gpart.shape[1]
     lo = c * CHUNK
-    hi = min(P, lo + CHUNK)
+    hi = imin(P, lo + CHUNK)
     _sum_partials_(gpart, nparts, lo, hi)
     g = gpart[0, lo:hi]
     acc = 0.0
@@ -250,9 +251,9 @@ def update_body(c, n, ctx):
     (nparts, n_decay), (theta, gpart, m, v, coef, hyper) = unpack(ctx, CTX)
     wd, keep, nesterov = _decay_terms(OPT, hyper, coef)
     lo = c * CHUNK
-    hi = min(theta.shape[0], lo + CHUNK)
+    hi = imin(theta.shape[0], lo + CHUNK)
     _sum_partials_(gpart, nparts, lo, hi)
-    mid = min(max(n_decay, lo), hi)
+    mid = imin(imax(n_decay, lo), hi)
     g = gpart[0]
     # weights, then biases (no weight decay); m[lo:mid] of an unused, empty m is empty
     UPDATE(theta[lo:mid], g[lo:mid], m[lo:mid], v[lo:mid], coef, wd, keep, nesterov)
@@ -267,7 +268,7 @@ def update_address(opt: int, theta: object, gpart: object, m: object, v: object,
                         name, {"OPT": opt, "UPDATE": RANGES[opt]})  # fmt: skip
 
 
-@njit(**SERIAL)
+@njit(**INLINE)
 def sum_partials_sq(gpart, nparts, sq, body):
     """Sum the partials into ``gpart[0]`` (in row order, as the update would) and return the
     squared L2 norm of the sum, accumulated in float64; ``sq`` (float64, one element per
@@ -327,7 +328,7 @@ def optimizer_update_(theta, gpart, nparts, n_decay, opt, hyper, step, m, v, coe
     run_blocks(body, n_chunks(theta.shape[0]), ctx)
 
 
-@njit(**SERIAL)
+@njit(**INLINE)
 def optimizer_step_(theta, gpart, nparts, n_decay, opt, hyper, step, m, v, coef, body):
     """:func:`optimizer_update_`, on one thread when there are at most
     :data:`SERIAL_CHUNKS` chunks (small networks: the parallel region would cost more than
