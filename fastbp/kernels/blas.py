@@ -12,13 +12,11 @@ OpenBLAS (so the same BLAS, held to one thread the same way, and the cache works
 from __future__ import annotations
 
 from llvmlite import ir
-from numba import njit, types
+from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 from numba.np.arrayobj import make_array
 from numba.np.linalg import ensure_blas
-
-from .._config import INLINE
 
 ensure_blas()  # SciPy's BLAS must be importable: the same requirement as np.dot's
 
@@ -27,61 +25,59 @@ _VOIDP = ir.IntType(8).as_pointer()
 
 
 @intrinsic
-def _xgemm(typingctx, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
-    """Column-major ``c = alpha op(a) op(b) + beta c`` (BLAS argument order); ``a``, ``b``,
-    ``c`` are arrays of one float dtype whose data pointers are passed as they are."""
-    if not (isinstance(c, types.Array) and c.dtype in (types.float32, types.float64)):
+def gemm(typingctx, a, trans_a, b, trans_b, c):
+    """``c = op(a) @ op(b)`` for row-major 2-D views, ``op(x)`` being ``x.T`` when
+    ``trans_x``. Each view's rows may be strided (a column block of a wider matrix), but its
+    elements within a row must be contiguous. ``c`` is overwritten (BLAS beta = 0); nothing
+    is called when ``c`` is empty. One intrinsic, not a jitted helper: an inlined helper
+    costs its caller's compile tens of milliseconds per call site."""
+    arrays = (a, b, c)
+    if not all(isinstance(x, types.Array) and x.ndim == 2 for x in arrays):
         return None
-    if not (isinstance(a, types.Array) and isinstance(b, types.Array) and a.dtype == b.dtype == c.dtype):
+    if not (c.dtype in (types.float32, types.float64) and a.dtype == b.dtype == c.dtype):
         return None
-    sig = types.int32(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    if not all(isinstance(t, types.Boolean) or isinstance(t, types.BooleanLiteral) for t in (trans_a, trans_b)):
+        return None
+    sig = types.void(a, trans_a, b, trans_b, c)
     dtype = c.dtype
 
     def codegen(context, builder, sig, args):
-        tys = sig.args
         intp = context.get_value_type(types.intp)
+        av, bv, cv = (make_array(t)(context, builder, v) for t, v in zip(sig.args[::2], args[::2]))
+        ta, tb = (context.cast(builder, args[i], sig.args[i], types.boolean) for i in (1, 3))
+        isz = ir.Constant(intp, context.get_abi_sizeof(context.get_data_type(dtype)))
+        a_shape, c_shape = (cgutils.unpack_tuple(builder, x.shape, 2) for x in (av, cv))
+        m, n = c_shape
+        k = builder.select(ta, a_shape[0], a_shape[1])
+
+        def ld(x):
+            return builder.sdiv(cgutils.unpack_tuple(builder, x.strides, 2)[0], isz)
+
+        def trans(flag):
+            return builder.select(flag, ir.Constant(_CHAR, ord("t")), ir.Constant(_CHAR, ord("n")))
+
+        def scalar(value):
+            slot = cgutils.alloca_once_value(builder, context.get_constant(dtype, value))
+            return builder.bitcast(slot, _VOIDP)
+
+        def data(x):
+            return builder.bitcast(x.data, _VOIDP)
+
         fnty = ir.FunctionType(
             ir.IntType(32),
             [_CHAR, _CHAR, _CHAR, intp, intp, intp, _VOIDP, _VOIDP, intp, _VOIDP, intp, _VOIDP, _VOIDP, intp],
         )
         fn = cgutils.get_or_insert_function(builder.module, fnty, "numba_xxgemm")
-
-        def integer(i):
-            return context.cast(builder, args[i], tys[i], types.intp)
-
-        def trans(i):
-            flag = builder.icmp_signed("!=", integer(i), ir.Constant(intp, 0))
-            return builder.select(flag, ir.Constant(_CHAR, ord("t")), ir.Constant(_CHAR, ord("n")))
-
-        def scalar(i):
-            slot = cgutils.alloca_once_value(builder, context.cast(builder, args[i], tys[i], dtype))
-            return builder.bitcast(slot, _VOIDP)
-
-        def data(i):
-            return builder.bitcast(make_array(tys[i])(context, builder, args[i]).data, _VOIDP)
-
+        zero = ir.Constant(intp, 0)
+        nonempty = builder.and_(builder.icmp_signed("!=", m, zero), builder.icmp_signed("!=", n, zero))
         kind = ir.Constant(_CHAR, ord("s" if dtype == types.float32 else "d"))
-        return builder.call(
-            fn,
-            (kind, trans(0), trans(1), integer(2), integer(3), integer(4), scalar(5), data(6), integer(7),
-             data(8), integer(9), scalar(10), data(11), integer(12)),
-        )  # fmt: skip
+        with builder.if_then(nonempty):
+            # row-major c = op(a) op(b) is column-major c^T = op(b)^T op(a)^T
+            builder.call(
+                fn,
+                (kind, trans(tb), trans(ta), n, m, k, scalar(1.0), data(bv), ld(bv), data(av), ld(av), scalar(0.0),
+                 data(cv), ld(cv)),
+            )  # fmt: skip
+        return context.get_dummy_value()
 
     return sig, codegen
-
-
-@njit(**INLINE)
-def gemm(a, trans_a, b, trans_b, c):
-    """``c = op(a) @ op(b)`` for row-major 2-D views, ``op(x)`` being ``x.T`` when
-    ``trans_x``. Each view's rows may be strided (a column block of a wider matrix), but its
-    elements within a row must be contiguous. ``c`` is overwritten (BLAS beta = 0)."""
-    m, n = c.shape
-    k = a.shape[0] if trans_a else a.shape[1]
-    if m == 0 or n == 0:
-        return
-    isz = c.itemsize
-    # row-major c = op(a) op(b) is column-major c^T = op(b)^T op(a)^T
-    _xgemm(
-        trans_b, trans_a, n, m, k, 1.0, b, b.strides[0] // isz, a, a.strides[0] // isz, 0.0, c,
-        c.strides[0] // isz,
-    )  # fmt: skip

@@ -211,7 +211,7 @@ def reduce_partials(gpart, nparts, out):
                 o[i] += gt[i]
 
 
-@njit(**SERIAL)
+@njit(**INLINE)
 def _sum_sq_chunk(gpart, nparts, c):
     """Chunk ``c``: sum its partials into gpart[0]; return the sum's squared norm (float64)."""
     P = gpart.shape[1]
