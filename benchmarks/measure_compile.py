@@ -1,13 +1,14 @@
 """Where a cold start's compile time goes: Numba's compile events, per function.
 
-Runs the three steps of a new user's first session, each in a fresh process, on one empty
+Runs the four steps of a new user's first session, each in a fresh process, on one empty
 ``NUMBA_CACHE_DIR`` shared by the steps (so each step pays only what the previous ones did
 not compile), then the first step again on the warm cache:
 
 1. ``first``: fit + predict a 32-64-4 relu network, float32, batch 128;
 2. ``columns``: then a 512-wide layer at batch 32 (the column split, on 2 threads);
-3. ``float64``: then float64, tanh + Dropout, AdamW and mse;
-4. ``warm``: step 1 again, everything cached.
+3. ``kinds``: then tanh + Dropout, AdamW and mse (new kinds of layer, optimizer and loss);
+4. ``float64``: then the same network in float64 (a new dtype);
+5. ``warm``: step 1 again, everything cached.
 
 Each step prints its wall time (import + compile + fit + predict) and, from Numba's
 ``"numba:compile"`` events and the ``numba.cfunc`` compiles (kernels and bodies, see
@@ -17,7 +18,7 @@ self seconds (inclusive less the nested compiles of other functions; Numba compi
 callee on its own first and then again inside each caller's module, which the caller's
 self time holds). Usage::
 
-    python benchmarks/measure_compile.py [--steps first,columns,float64,warm] [--top 15] [--json PATH]
+    python benchmarks/measure_compile.py [--steps first,columns,kinds,float64,warm] [--top 15] [--json PATH]
 
 Timings are one run each on a shared machine: read them as sizes.
 """
@@ -86,11 +87,12 @@ CHILD = textwrap.dedent(
         y = rng.integers(0, 4, 512)
         model = fb.Sequential([fb.Dense(512, activation="relu"), fb.Dense(4)], loss="cross_entropy", seed=0)
         model.fit(X, y, epochs=1, batch_size=32, verbose=0)
-    else:
-        X = rng.standard_normal((512, 32))
+    else:  # "kinds" in float32, "float64" the same network in float64
+        dtype = "float64" if step == "float64" else "float32"
+        X = rng.standard_normal((512, 32)).astype(dtype)
         y = rng.standard_normal((512, 2))
         model = fb.Sequential([fb.Dense(64, activation="tanh"), fb.Dropout(0.2), fb.Dense(2)], loss="mse",
-                              optimizer=fb.AdamW(1e-3), seed=0, dtype="float64")
+                              optimizer=fb.AdamW(1e-3), seed=0, dtype=dtype)
         model.fit(X, y, epochs=1, batch_size=128, verbose=0)
     model.predict(X)
     wall = time.perf_counter() - t0
@@ -108,7 +110,7 @@ CHILD = textwrap.dedent(
     """
 )
 
-STEPS = ("first", "columns", "float64", "warm")
+STEPS = ("first", "columns", "kinds", "float64", "warm")
 
 
 def run_steps(steps: list[str], cache_dir: str) -> dict:

@@ -8,8 +8,9 @@ for what the steps before it did not compile):
 
 1. ``first``: fit + predict a 32-64-4 relu network, float32, batch 128;
 2. ``columns``: then a 512-wide layer at batch 32 (the column split, on 2 threads);
-3. ``float64``: then float64, tanh + Dropout, AdamW and mse;
-4. ``warm``: step 1 again, everything cached.
+3. ``kinds``: then tanh + Dropout, AdamW and mse (new kinds of layer, optimizer and loss);
+4. ``float64``: then the same network in float64 (a new dtype);
+5. ``warm``: step 1 again, everything cached.
 
 Prints the median wall time of each step over the repeats (and their range). For where
 the time goes, per compiled function, run ``measure_compile.py``. Timings are whole-process

@@ -8,5 +8,5 @@ from benchmarks._support import load_script
 
 def test_every_step_runs_once():
     walls = load_script("measure_startup").measure(1)
-    assert set(walls) == {"first", "columns", "float64", "warm"}
+    assert set(walls) == {"first", "columns", "kinds", "float64", "warm"}
     assert all(len(runs) == 1 and runs[0] > 0 for runs in walls.values())
