@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, types
 
-from .._config import INLINE, SERIAL
+from .._config import INLINE
 from .launch import cached_callback, call_void, compile_callback, cview, specialise
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -83,7 +83,7 @@ def _kept(row_key, j, thr):
     return _hash32(np.uint32(row_key + np.uint32(np.uint32(j) * _GOLDEN32))) >= thr
 
 
-@njit(**SERIAL)
+@njit(**INLINE)
 def dropout_forward_cols_(v, row0, slot, n_slots, key, rate, c0, c1):
     """In place: ``v[i, j] = v[i, j] / (1 - rate)`` if kept, else 0, for columns ``c0:c1``.
 
@@ -106,7 +106,7 @@ def dropout_forward_(v, row0, slot, n_slots, key, rate):
     dropout_forward_cols_(v, row0, slot, n_slots, key, rate, np.int64(0), np.int64(v.shape[1]))
 
 
-@njit(**SERIAL)
+@njit(**INLINE)
 def dropout_backward_cols_(g, a, row0, slot, n_slots, key, rate, c0, c1):
     """Undo the mask of :func:`dropout_forward_cols_` for the backward pass, in place.
 
