@@ -35,6 +35,7 @@ from ._validation import (
 from .callbacks import Callback
 from .kernels import columns, engine
 from .kernels import losses as _losses
+from .kernels.dense import column_sums_address
 from .kernels.losses import BINARY_CROSS_ENTROPY, CROSS_ENTROPY, LOSSES, POISSON, link_, loss_kernels
 from .kernels.optim import N_COEF, reduce_partials
 from .kernels.sparse import CSR, is_sparse, take_rows
@@ -559,7 +560,8 @@ class Sequential:
                 a = engine.TrainArgs(
                     X, yi, yf, swk, order, batch_size, n_threads, _config.MIN_ROWS_PER_BLOCK, self._theta,
                     *plan.net(self.dtype), self._loss,
-                    self._loss_kernels(_losses.GRAD, *((_losses.METRICS,) if self.metrics else ())), plan.drop,
+                    self._loss_kernels(_losses.GRAD, *((_losses.METRICS,) if self.metrics else ())),
+                    column_sums_address(self.dtype), plan.drop,
                     plan.drop_kernels(self.dtype),
                     seed, opt.code, hyper, clipnorm, self._m, self._v, ws["coef"], plan.n_weights, ws["xb"], ws["ybi"],
                     ws["ybf"], ws["wb"], ws["abuf"], ws["zbuf"], ws["gbuf"], ws["gpart"], ws["lpart"], mpart, ws["sq"],
@@ -802,7 +804,8 @@ class Sequential:
         # one compiled body)
         head = (X, yi, yf, swk, np.arange(n), n, nb, 1)
         tail = (
-            *plan.net(self.dtype), self._loss, self._loss_kernels(_losses.GRAD), np.zeros(0), np.zeros(0, np.int64),
+            *plan.net(self.dtype), self._loss, self._loss_kernels(_losses.GRAD), column_sums_address(dt), np.zeros(0),
+            np.zeros(0, np.int64),
             np.uint64(0), 0, np.zeros(6), 0.0, empty, empty, np.zeros(N_COEF, dtype=dt), 0, *bufs,
         )  # fmt: skip
 

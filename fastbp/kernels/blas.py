@@ -81,3 +81,59 @@ def gemm(typingctx, a, trans_a, b, trans_b, c):
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+@intrinsic
+def gemm_at(typingctx, itemsize, trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc):
+    """:func:`gemm` on row-major matrices given by address: ``c`` (m, n) = op(a) @ op(b), with
+    ``k`` the inner dimension, ``lda``/``ldb``/``ldc`` the row strides in elements and
+    ``itemsize`` 4 (float32, ``sgemm``) or 8 (float64, ``dgemm``), chosen at run time: a
+    caller written on addresses is compiled once for both dtypes. Nothing is called when
+    ``c`` is empty."""
+    ints = (itemsize, m, n, k, a, lda, b, ldb, c, ldc)
+    if not all(isinstance(t, types.Integer) for t in ints):
+        return None
+    if not all(isinstance(t, (types.Boolean, types.BooleanLiteral)) for t in (trans_a, trans_b)):
+        return None
+    sig = types.void(itemsize, trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc)
+
+    def codegen(context, builder, sig, args):
+        intp = context.get_value_type(types.intp)
+        tys = sig.args
+
+        def integer(i):
+            return context.cast(builder, args[i], tys[i], types.intp)
+
+        def trans(i):
+            flag = context.cast(builder, args[i], tys[i], types.boolean)
+            return builder.select(flag, ir.Constant(_CHAR, ord("t")), ir.Constant(_CHAR, ord("n")))
+
+        def pointer(i):
+            return builder.inttoptr(integer(i), _VOIDP)
+
+        single = builder.icmp_signed("==", integer(0), ir.Constant(intp, 4))
+
+        def scalar(value):  # value in the dtype BLAS reads
+            f32 = cgutils.alloca_once_value(builder, context.get_constant(types.float32, value))
+            f64 = cgutils.alloca_once_value(builder, context.get_constant(types.float64, value))
+            return builder.select(single, builder.bitcast(f32, _VOIDP), builder.bitcast(f64, _VOIDP))
+
+        fnty = ir.FunctionType(
+            ir.IntType(32),
+            [_CHAR, _CHAR, _CHAR, intp, intp, intp, _VOIDP, _VOIDP, intp, _VOIDP, intp, _VOIDP, _VOIDP, intp],
+        )
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "numba_xxgemm")
+        zero = ir.Constant(intp, 0)
+        mm, nn = integer(3), integer(4)
+        nonempty = builder.and_(builder.icmp_signed("!=", mm, zero), builder.icmp_signed("!=", nn, zero))
+        kind = builder.select(single, ir.Constant(_CHAR, ord("s")), ir.Constant(_CHAR, ord("d")))
+        with builder.if_then(nonempty):
+            # row-major c = op(a) op(b) is column-major c^T = op(b)^T op(a)^T
+            builder.call(
+                fn,
+                (kind, trans(2), trans(1), nn, mm, integer(5), scalar(1.0), pointer(8), integer(9), pointer(6),
+                 integer(7), scalar(0.0), pointer(10), integer(11)),
+            )  # fmt: skip
+        return context.get_dummy_value()
+
+    return sig, codegen

@@ -10,11 +10,13 @@ Shapes follow the math: ``x`` (n, n_in), ``w`` (n_in, n_out), ``b`` (n_out,),
 
 from __future__ import annotations
 
-from numba import njit
+import numpy as np
+from numba import njit, types
 
 from .._config import INLINE
 from .activations import act_backward_, bias_act_
 from .blas import gemm
+from .launch import cached_callback, compile_callback, cview, specialise
 
 
 @njit(**INLINE)
@@ -73,3 +75,22 @@ def dense_backward(x, w, a, z, bwd, g, dw, db, dx, need_dx):
     column_sums(g, db)
     if need_dx:
         gemm(g, False, w, True, dx)
+
+
+DTYPE = np.float64  # bound per compiled copy of column_sums_kernel
+
+SUMS_SIG = types.void(types.voidptr, types.intp, types.intp, types.voidptr)
+
+
+def column_sums_kernel(gp, n, ld, outp):
+    """:func:`column_sums` of the C-contiguous (n, ld) block at ``gp`` into the ``ld``
+    elements at ``outp``, as a C callback: what the engine's row passes (written on
+    addresses) call for the bias gradient."""
+    column_sums(cview(gp, (n, ld), DTYPE), cview(outp, (ld,), DTYPE))
+
+
+def column_sums_address(dtype: object) -> int:
+    """The address of :func:`column_sums_kernel` for float ``dtype`` (this process only)."""
+    dt = np.dtype(dtype)
+    build = lambda: compile_callback(SUMS_SIG, specialise(column_sums_kernel, dt.name, {"DTYPE": dt.type}))  # noqa: E731
+    return cached_callback((column_sums_kernel, dt), build).address

@@ -23,6 +23,18 @@ biases ``theta[boff[l]:boff[l] + sizes[l+1]]``. Work buffers are flat too: layer
 (R, sizes[l+1]) region of a buffer with R rows starts at ``R * coff[l]``, where ``coff``
 is the running sum of layer widths. One signature per float dtype, whatever the depth.
 
+The row passes
+--------------
+:func:`_forward_rows` and :func:`_backward_rows`, the per-layer loops of a row block, are
+written on addresses: every float buffer is an int64 data pointer, offsets are computed in
+bytes from the float itemsize passed at run time, and the work is done by callbacks and
+BLAS called through pointers (the activation kernels, the column-sums kernel,
+``blas.gemm_at``, which picks sgemm or dgemm by the itemsize). They hold no float array, so
+one compiled copy serves both dtypes, and their code (integers and calls) compiles in a
+fraction of the time the same loops over array views took (measured: 0.16 s and 0.29 s
+against 0.40 s and 0.78 s, and a float64 network no longer compiles them again). The
+callers pass the addresses of arrays they keep alive.
+
 The arguments travel as named records: :class:`TrainArgs` for training (and for
 ``loss_and_gradients``), :class:`ForwardArgs` for inference, :class:`LossArgs` for a loss
 over outputs. A body reads what it needs from the record by name.
@@ -37,9 +49,10 @@ from numba import njit, types
 
 from .._config import INLINE, SERIAL
 from .activations import act_backward_, bias_act_
+from .blas import gemm_at
 from .dense import column_sums, dense_backward, dense_forward
 from .dropout import drop_backward_, drop_forward_, step_key
-from .launch import CTX, body_address, imin, pack, ref, run_blocks, specialise, unpack, view2d
+from .launch import CTX, address, body_address, call_void, imin, pack, ref, run_blocks, specialise, unpack, view2d
 from .losses import CROSS_ENTROPY, GRAD, LINK, METRICS, VALUE, call_loss
 from .optim import optimizer_step_, scale_, sum_partials_sq, sum_sq_address, update_address
 from .sparse import CSR, csr_product_rows, csr_weight_grad_rows
@@ -54,7 +67,8 @@ class TrainArgs(NamedTuple):
     the work is split into), ``min_rows`` (fewest rows a row block gets). The network:
     ``theta``, ``sizes``, ``fwd``/``bwd`` (each layer's activation kernels, from
     ``activations.addresses``), ``woff``, ``boff``, ``coff`` (module docstring),
-    ``loss`` code, ``lossk`` (its kernels, ``losses.loss_kernels``), ``drop`` (dropout rate
+    ``loss`` code, ``lossk`` (its kernels, ``losses.loss_kernels``), ``sumk`` (the column-sums
+    kernel, ``dense.column_sums_address``), ``drop`` (dropout rate
     per slot, or empty), ``dropk`` (the dropout kernels,
     ``dropout.dropout_addresses``, or empty), ``seed`` (uint64, the
     epoch's dropout seed). The optimizer: ``opt`` code, ``hyper`` (float64), ``clipnorm``
@@ -82,6 +96,7 @@ class TrainArgs(NamedTuple):
     coff: np.ndarray
     loss: int
     lossk: np.ndarray
+    sumk: int
     drop: np.ndarray
     dropk: np.ndarray
     seed: np.uint64
@@ -178,55 +193,64 @@ def _block(buf, R, coff, sizes, l, r0, r1):
 
 
 @njit(**SERIAL)
-def _forward_rows(x, r0, r1, theta, sizes, fwd, bwd, woff, boff, coff, R, abuf, zbuf, drop, dropk, key):
-    """Push rows r0:r1 of ``x`` through every layer into rows r0:r1 of the buffers.
+def _forward_rows(x, r0, r1, theta, sizes, fwd, woff, boff, coff, R, abuf, zbuf, drop, dropk, key, isz):
+    """Push rows r0:r1 of the input through every layer into rows r0:r1 of the buffers.
 
-    ``drop`` holds the dropout rate of each slot (slot ``l + 1`` is layer ``l``'s output),
-    or is empty for inference; ``dropk`` the dropout kernels' addresses (read only when
-    ``drop`` is not empty); ``key`` seeds the masks (see ``dropout.py``).
+    Written on addresses (module docstring, "The row passes"): ``x`` is the address of a
+    C-contiguous (·, sizes[0]) input, ``theta``, ``abuf`` and ``zbuf`` of the parameters and
+    the activation and pre-activation buffers (R rows per layer region), ``isz`` the float
+    itemsize. ``drop`` holds the dropout rate of each slot (slot ``l + 1`` is layer ``l``'s
+    output), or is empty for inference; ``dropk`` the dropout kernels' addresses (read only
+    when ``drop`` is not empty); ``key`` seeds the masks (see ``dropout.py``).
     """
-    inp = x[r0:r1]
     L = fwd.shape[0]
+    n = r1 - r0
+    inp = x + r0 * sizes[0] * isz
     for l in range(L):
-        a = _block(abuf, R, coff, sizes, l, r0, r1)
-        z = _block(zbuf, R, coff, sizes, l, r0, r1)  # never a: see activations.bias_act_cols_ (aliasing)
-        b = theta[boff[l] : boff[l] + sizes[l + 1]]
-        dense_forward(inp, _weights(theta, sizes, woff, l), b, fwd[l], z, a)
+        n_in = sizes[l]
+        n_out = sizes[l + 1]
+        off = (R * coff[l] + r0 * n_out) * isz
+        a = abuf + off
+        z = zbuf + off  # never a: see activations.bias_act_cols_ (aliasing)
+        gemm_at(isz, False, False, n, n_out, n_in, inp, n_in, theta + woff[l] * isz, n_out, z, n_out)
+        call_void(fwd[l], (z, theta + boff[l] * isz, a, n, n_out, np.int64(0), n_out))
         if drop.shape[0] > 0 and drop[l + 1] > 0:
-            drop_forward_(dropk, a, r0, l + 1, L + 1, key, drop[l + 1], 0, a.shape[1])
+            call_void(dropk[0], (a, n, n_out, r0, l + 1, L + 1, key, drop[l + 1], np.int64(0), n_out))
         inp = a
 
 
 @njit(**SERIAL)
-def _backward_rows(x, r0, r1, theta, sizes, fwd, bwd, woff, boff, coff, R, abuf, zbuf, gbuf, dtheta, drop, dropk, key):
-    """Backward pass over rows r0:r1; ``gbuf``'s last region holds dL/da of the output.
-
-    Writes this block's gradient of every parameter into ``dtheta`` (laid out as theta).
-    ``drop``/``dropk``/``key`` as in :func:`_forward_rows`: the masks are recomputed, not stored.
+def _backward_rows(x, r0, r1, theta, sizes, bwd, woff, boff, coff, R, abuf, zbuf, gbuf, dtheta, drop, dropk, key, sumk,
+                   isz):  # fmt: skip
+    """Backward pass over rows r0:r1 (addresses and arguments as in :func:`_forward_rows`);
+    ``gbuf``'s last region holds dL/da of the output. Per layer: delta = g * f'(z) in place
+    (the activation's backward kernel ``bwd[l]``, 0: f' = 1), dW = input^T delta, db = the
+    column sums of delta (the kernel ``sumk``, ``dense.column_sums_address``), and, below
+    the top layer, the next g = delta W^T. Writes this block's gradient of every parameter
+    into the block at address ``dtheta`` (laid out as theta). The dropout masks are
+    recomputed from ``key``, not stored.
     """
-    L = fwd.shape[0]
+    L = bwd.shape[0]
+    n = r1 - r0
     for l in range(L - 1, -1, -1):
-        a = _block(abuf, R, coff, sizes, l, r0, r1)
-        z = _block(zbuf, R, coff, sizes, l, r0, r1)
-        g = _block(gbuf, R, coff, sizes, l, r0, r1)
+        n_in = sizes[l]
+        n_out = sizes[l + 1]
+        off = (R * coff[l] + r0 * n_out) * isz
+        a = abuf + off
+        z = zbuf + off
+        g = gbuf + off
+        zero = np.int64(0)
         if drop.shape[0] > 0 and drop[l + 1] > 0:
             # layer l+1 has already used the masked output as its input; unmask for f'
-            drop_backward_(dropk, g, a, r0, l + 1, L + 1, key, drop[l + 1], 0, g.shape[1])
-        inp = x[r0:r1] if l == 0 else _block(abuf, R, coff, sizes, l - 1, r0, r1)
-        dx = g if l == 0 else _block(gbuf, R, coff, sizes, l - 1, r0, r1)
-        n_out = sizes[l + 1]
-        dense_backward(
-            inp,
-            _weights(theta, sizes, woff, l),
-            a,
-            z,
-            bwd[l],
-            g,
-            _weights(dtheta, sizes, woff, l),
-            dtheta[boff[l] : boff[l] + n_out],
-            dx,
-            l > 0,
-        )
+            call_void(dropk[1], (g, a, n, n_out, r0, l + 1, L + 1, key, drop[l + 1], zero, n_out))
+        if bwd[l] != 0:
+            call_void(bwd[l], (g, a, z, n, n_out, zero, n_out))
+        below = (R * coff[l - 1] + r0 * n_in) * isz  # layer l-1's rows (l > 0)
+        inp = x + r0 * n_in * isz if l == 0 else abuf + below
+        gemm_at(isz, True, False, n_in, n_out, n, inp, n_in, g, n_out, dtheta + woff[l] * isz, n_out)
+        call_void(sumk, (g, n, n_out, dtheta + boff[l] * isz))
+        if l > 0:
+            gemm_at(isz, False, True, n, n_in, n_out, g, n_out, theta + woff[l] * isz, n_out, gbuf + below, n_in)
 
 
 @njit(**SERIAL)
@@ -254,9 +278,9 @@ def _sparse_backward_rows(X, rows, r0, r1, theta, sizes, fwd, bwd, woff, boff, c
                           dropk, key):  # fmt: skip
     """:func:`_backward_rows` for a ``sparse.CSR`` input (``X``/``rows`` as in
     :func:`_sparse_forward_rows`): the first layer's weight gradient from the nonzeros
-    (``sparse.csr_weight_grad_rows``); no gradient of the input. Its per-layer prologue
-    repeats :func:`_backward_rows`' on purpose: a helper shared by both would change the
-    dense pass, whose compile time is the one measured."""
+    (``sparse.csr_weight_grad_rows``); no gradient of the input. Unlike the dense passes it
+    works on typed arrays (the CSR product reads the weights as an array), so it is compiled
+    per dtype."""
     L = fwd.shape[0]
     for l in range(L - 1, -1, -1):
         a = _block(abuf, R, coff, sizes, l, r0, r1)
@@ -372,13 +396,14 @@ def block_gradients_(t, nb, s, e, wsum, key, a):
     r0 = t * B // nb
     r1 = (t + 1) * B // nb
     weighted = a.sw.shape[0] > 0
+    isz = a.theta.itemsize
     gather_rows_(a.X, a.yi, a.yf, a.sw, rows, r0, r1, loss, a.drop, a.dropk, key, L, a.xb, a.ybi, a.ybf, a.wb)
     if SPARSE:
         _sparse_forward_rows(a.X, rows, r0, r1, a.theta, sizes, a.fwd, a.bwd, a.woff, a.boff, a.coff, R, a.abuf,
                              a.zbuf, a.drop, a.dropk, key)  # fmt: skip
     else:
-        _forward_rows(a.xb, r0, r1, a.theta, sizes, a.fwd, a.bwd, a.woff, a.boff, a.coff, R, a.abuf, a.zbuf, a.drop,
-                      a.dropk, key)  # fmt: skip
+        _forward_rows(address(a.xb), r0, r1, address(a.theta), sizes, a.fwd, a.woff, a.boff, a.coff, R,
+                      address(a.abuf), address(a.zbuf), a.drop, a.dropk, key, isz)  # fmt: skip
     out = _block(a.abuf, R, a.coff, sizes, L - 1, r0, r1)
     gout = _block(a.gbuf, R, a.coff, sizes, L - 1, r0, r1)
     wblk = a.wb[r0:r1] if weighted else a.wb[:0]
@@ -392,9 +417,10 @@ def block_gradients_(t, nb, s, e, wsum, key, a):
             a.gpart[t], a.drop, a.dropk, key,
         )  # fmt: skip
     else:
+        dtheta = address(a.gpart) + t * a.gpart.shape[1] * isz  # row t of gpart
         _backward_rows(
-            a.xb, r0, r1, a.theta, sizes, a.fwd, a.bwd, a.woff, a.boff, a.coff, R, a.abuf, a.zbuf, a.gbuf, a.gpart[t],
-            a.drop, a.dropk, key,
+            address(a.xb), r0, r1, address(a.theta), sizes, a.bwd, a.woff, a.boff, a.coff, R, address(a.abuf),
+            address(a.zbuf), address(a.gbuf), dtheta, a.drop, a.dropk, key, a.sumk, isz,
         )  # fmt: skip
 
 
@@ -491,8 +517,9 @@ def _forward_block(t, nb, f):
             _sparse_forward_rows(Xs, sizes[:0], np.int64(0), e - s, f.theta, sizes, f.fwd, f.bwd, f.woff, f.boff,
                                  coff, chunk, at, zt, f.nodrop, sizes[:0], key)  # fmt: skip
         else:
-            _forward_rows(X[s:e], np.int64(0), e - s, f.theta, sizes, f.fwd, f.bwd, f.woff, f.boff, coff, chunk, at,
-                          zt, f.nodrop, sizes[:0], key)  # fmt: skip
+            isz = f.theta.itemsize
+            _forward_rows(address(X) + s * sizes[0] * isz, np.int64(0), e - s, address(f.theta), sizes, f.fwd, f.woff,
+                          f.boff, coff, chunk, address(at), address(zt), f.nodrop, sizes[:0], key, isz)  # fmt: skip
         o = f.out[s:e]
         # copy the last layer's rows (element loops: an array slice assignment would
         # compile Numba's shape-mismatch error formatting, seconds of cold compile)

@@ -187,6 +187,19 @@ def cview(typingctx, ptr, shape, dtype):
     return sig, codegen
 
 
+@intrinsic
+def address(typingctx, arr):
+    """The data pointer of the array ``arr``, as an int64 (the row passes work on addresses,
+    so that one compiled pass serves every float dtype; the caller keeps ``arr`` alive)."""
+    if not isinstance(arr, types.Array):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.ptrtoint(make_array(arr)(context, builder, args[0]).data, ir.IntType(64))
+
+    return types.int64(arr), codegen
+
+
 @njit(**INLINE)
 def imin(a, b):
     """The smaller of two integers (Python's ``min`` compiles an implementation per
