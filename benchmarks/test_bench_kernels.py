@@ -53,7 +53,7 @@ from fastbp.kernels.activations import _call_cols as call_kernel
 from fastbp.kernels.activations import addresses as act_addresses
 from fastbp.kernels.dense import dense_forward
 from fastbp.kernels.losses import CROSS_ENTROPY, loss_grad
-from fastbp.kernels.optim import N_COEF, optimizer_update_, update_address
+from fastbp.kernels.optim import N_COEF, optimizer_update_
 
 DTYPES = [np.float32]
 #: How closely fastbp's and NumPy's outputs agree, per dtype. Element-wise kernels differ
@@ -305,10 +305,8 @@ def _optimizer(impl: str, d: dict) -> Callable:
         mk = m if opt.uses_m else m[:0]  # unused state is an empty array, as Sequential passes it
         vk = v if opt.uses_v else v[:0]
 
-        body = update_address(opt.code, theta, gpart, mk, vk, coef, hyper)
-
         def run():
-            optimizer_update_(theta, gpart, 1, N_WEIGHTS, opt.code, hyper, STEP, mk, vk, coef, body)
+            optimizer_update_(theta, gpart, 1, N_WEIGHTS, opt.code, hyper, STEP, mk, vk, coef)
             return (theta, *state)
     else:
         g = gpart[0]

@@ -57,8 +57,9 @@ def _registry(dtype: object) -> None:
     dropout.dropout_addresses(dt)
     P = optim.CHUNK + 1  # the arrays' types are what matters: as ``fit`` passes them
     theta, gpart, coef, hyper = np.zeros(P, dt), np.zeros((2, P), dt), np.zeros(optim.N_COEF, dt), np.zeros(6)
+    record = optim.step_record(theta, gpart, theta, theta, coef, hyper, np.zeros(2))
     for code in optim.OPTIMIZERS.values():
-        optim.update_address(code, theta, gpart, theta, theta, coef, hyper)
+        optim.step_address(code, dt, record)
 
 
 def _targets(model: Sequential, rng: np.random.Generator) -> np.ndarray:

@@ -76,6 +76,13 @@ class History:
             self.history.setdefault(key, []).append(value)
 
 
+def _bytes(arr: object) -> object:
+    """A float array as the kernels' records hold it: its bytes (``arr.view(np.uint8)``, the
+    same memory; see ``kernels/engine.py``), so one compiled driver serves every dtype. A
+    sparse matrix (``kernels.sparse.CSR``) is passed as it is."""
+    return arr.view(np.uint8) if isinstance(arr, np.ndarray) else arr
+
+
 class Sequential:
     """A stack of :class:`Dense` layers trained by backpropagation.
 
@@ -558,14 +565,13 @@ class Sequential:
                 # them whatever runs, so the weights do not depend on it): _adaptive.py
                 chooser = ws["chooser"] if _threads.adaptive() and n_threads > 1 else None
                 a = engine.TrainArgs(
-                    X, yi, yf, swk, order, batch_size, n_threads, _config.MIN_ROWS_PER_BLOCK, self._theta,
-                    *plan.net(self.dtype), self._loss,
+                    _bytes(X), yi, _bytes(yf), swk, order, batch_size, n_threads, _config.MIN_ROWS_PER_BLOCK,
+                    _bytes(self._theta), *plan.net(self.dtype), self._loss,
                     self._loss_kernels(_losses.GRAD, *((_losses.METRICS,) if self.metrics else ())),
-                    column_sums_address(self.dtype), plan.drop,
-                    plan.drop_kernels(self.dtype),
-                    seed, opt.code, hyper, clipnorm, self._m, self._v, ws["coef"], plan.n_weights, ws["xb"], ws["ybi"],
-                    ws["ybf"], ws["wb"], ws["abuf"], ws["zbuf"], ws["gbuf"], ws["gpart"], ws["lpart"], mpart, ws["sq"],
-                    acc,
+                    column_sums_address(self.dtype), self.dtype.itemsize, plan.drop, plan.drop_kernels(self.dtype),
+                    seed, opt.code, hyper, clipnorm, _bytes(self._m), _bytes(self._v), _bytes(ws["coef"]),
+                    plan.n_weights, _bytes(ws["xb"]), ws["ybi"], _bytes(ws["ybf"]), ws["wb"], _bytes(ws["abuf"]),
+                    _bytes(ws["zbuf"]), _bytes(ws["gbuf"]), _bytes(ws["gpart"]), ws["lpart"], mpart, ws["sq"], acc,
                 )  # fmt: skip
                 bodies = columns.train_bodies(a) if cols else engine.train_bodies(a)
                 b = 0
@@ -640,8 +646,9 @@ class Sequential:
             abuf = np.empty(nb * chunk * width, dtype=self.dtype)
             zbuf = np.empty(nb * chunk * width, dtype=self.dtype)
             f = engine.ForwardArgs(
-                X, self._theta, *plan.net(self.dtype), chunk, abuf, zbuf, bool(link), self._loss,
-                self._loss_kernels(*((_losses.LINK,) if link else ())), out, np.zeros(0),
+                _bytes(X), _bytes(self._theta), *plan.net(self.dtype), chunk, _bytes(abuf), _bytes(zbuf), bool(link),
+                self._loss, self._loss_kernels(*((_losses.LINK,) if link else ())), _bytes(out), np.zeros(0),
+                self.dtype.itemsize,
             )  # fmt: skip
             engine.forward(f, nb, engine.forward_address(f))
         return out
@@ -792,25 +799,25 @@ class Sequential:
         grad = np.empty(plan.n_params, dtype=dt)
         empty = np.zeros(0, dtype=dt)
         bufs = (
-            np.empty((n, 0 if is_sparse(X) else X.shape[1]), dtype=dt),
+            _bytes(np.empty((n, 0 if is_sparse(X) else X.shape[1]), dtype=dt)),
             np.zeros(n if self._loss == CROSS_ENTROPY else 0, dtype=np.int64),
-            np.zeros((0 if self._loss == CROSS_ENTROPY else n, k), dtype=dt), np.zeros(n),
-            np.empty(n * width, dtype=dt), np.empty(n * width, dtype=dt), np.empty(n * width, dtype=dt),
-            gpart, np.zeros(nb), np.zeros((0, 3)), np.zeros(1), np.zeros(5),
+            _bytes(np.zeros((0 if self._loss == CROSS_ENTROPY else n, k), dtype=dt)), np.zeros(n),
+            *(_bytes(np.empty(n * width, dtype=dt)) for _ in range(3)),
+            _bytes(gpart), np.zeros(nb), np.zeros((0, 3)), np.zeros(1), np.zeros(5),
         )  # fmt: skip
 
         # everything but the parameters, built once: each evaluation only takes self._theta
         # (no dropout, no optimizer: those fields are typed as in fit's record, so both share
         # one compiled body)
-        head = (X, yi, yf, swk, np.arange(n), n, nb, 1)
+        head = (_bytes(X), yi, _bytes(yf), swk, np.arange(n), n, nb, 1)
         tail = (
-            *plan.net(self.dtype), self._loss, self._loss_kernels(_losses.GRAD), column_sums_address(dt), np.zeros(0),
-            np.zeros(0, np.int64),
-            np.uint64(0), 0, np.zeros(6), 0.0, empty, empty, np.zeros(N_COEF, dtype=dt), 0, *bufs,
+            *plan.net(self.dtype), self._loss, self._loss_kernels(_losses.GRAD), column_sums_address(dt), dt.itemsize,
+            np.zeros(0), np.zeros(0, np.int64), np.uint64(0), 0, np.zeros(6), 0.0, _bytes(empty), _bytes(empty),
+            _bytes(np.zeros(N_COEF, dtype=dt)), 0, *bufs,
         )  # fmt: skip
 
         def record() -> engine.TrainArgs:
-            return engine.TrainArgs(*head, self._theta, *tail)
+            return engine.TrainArgs(*head, _bytes(self._theta), *tail)
 
         bodies = np.array([engine.block_address(record()), 0, 0], dtype=np.int64)
 

@@ -51,18 +51,7 @@ def _bwd(code, dtype):
     return addresses(np.array([code]), dtype)[1][0]
 
 
-def optimizer_update_(theta, gpart, nparts, n_decay, opt, hyper, step, m, v, coef):
-    body = optim.update_address(opt, theta, gpart, m, v, coef, hyper)
-    optim.optimizer_update_(theta, gpart, nparts, n_decay, opt, hyper, step, m, v, coef, body)
-
-
-def optimizer_step_(theta, gpart, nparts, n_decay, opt, hyper, step, m, v, coef):
-    body = optim.update_address(opt, theta, gpart, m, v, coef, hyper)
-    optim.optimizer_step_(theta, gpart, nparts, n_decay, opt, hyper, step, m, v, coef, body)
-
-
-def sum_partials_sq(gpart, nparts, sq):
-    return optim.sum_partials_sq(gpart, nparts, sq, optim.sum_sq_address(gpart, sq))
+optimizer_update_ = optim.optimizer_update_
 TOL = {np.float32: {"rtol": 1e-5, "atol": 1e-6}, np.float64: {"rtol": 1e-12, "atol": 1e-12}}
 TOL_ACC = {np.float32: {"rtol": 1e-5, "atol": 1e-5}, np.float64: {"rtol": 1e-12, "atol": 1e-12}}
 
@@ -555,23 +544,22 @@ def test_tanh_f32_rational_within_two_ulp():
 @pytest.mark.parametrize("P", [100, 5000, 33000, 70000])  # serial (<= SERIAL_CHUNKS chunks) and parallel
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_sum_partials_sq_and_optimizer_step(P, dtype, rng):
-    """sum_partials_sq sums the partials in row order and returns the squared norm of the sum
-    (float64); optimizer_step_ gives the same bits whether it runs serially (small P) or in
-    parallel, as optimizer_update_ does from the partials."""
+    """The step body's first phase sums the partials in row order and returns the squared
+    norm of the sum (float64), serially (small P) or in parallel; an update from the three
+    partials gives the same bits as one from their sum."""
     gpart = rng.standard_normal((3, P)).astype(dtype)
     expected = (gpart[0] + gpart[1]) + gpart[2]
     g = gpart.copy()
-    sq = np.zeros(n_chunks_of(P))
-    total = sum_partials_sq(g, 3, sq)
+    assert n_chunks_of(P) >= 1
+    total = optim.sum_partials_squares(g, 3)
     assert_array_equal(g[0], expected)
     assert total == pytest.approx(float((expected.astype(np.float64) ** 2).sum()), rel=1e-6)  # fastmath order
     hyper = np.array([0.01, 0.9, 0.999, 1e-8, 0.1, 0.0])
     theta0 = rng.standard_normal(P).astype(dtype)
     results = []
-    for step_fn, parts in ((optimizer_update_, gpart.copy()), (optimizer_step_, g.copy())):
+    for nparts, parts in ((3, gpart.copy()), (1, g.copy())):
         theta, m, v = theta0.copy(), np.zeros(P, dtype), np.zeros(P, dtype)
-        nparts = 3 if step_fn is optimizer_update_ else 1
-        step_fn(theta, parts, nparts, P // 2, OPTIMIZERS["adam"], hyper, 3, m, v, np.zeros(N_COEF, dtype=dtype))
+        optimizer_update_(theta, parts, nparts, P // 2, OPTIMIZERS["adam"], hyper, 3, m, v, np.zeros(N_COEF, dtype))
         results.append((theta, m, v))
     for a, b in zip(*results):
         assert_array_equal(a, b)

@@ -155,7 +155,6 @@ def test_optimizer_update_independent_of_partial_split(opt_name, dtype, nparts, 
                 m,
                 v,
                 coef,
-                optim.update_address(opt.code, theta, gpart, m, v, coef, hyper),
             )
         runs[split] = (theta, m, v)
     tol = 64 * EPS[dtype]

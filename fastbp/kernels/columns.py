@@ -34,22 +34,19 @@ import numpy as np
 from numba import njit, types
 
 from .._config import INLINE, SERIAL
-from .activations import act_backward_, act_backward_cols_, bias_act_cols_
-from .blas import gemm
-from .dense import column_sums, dense_forward
-from .dropout import drop_backward_, drop_forward_, step_key
-from .engine import _block, _weights, batch_weight, finish_step, gather_rows_
-from .launch import CTX, body_address, imin, pack, ref, run_blocks, unpack
-from .losses import CROSS_ENTROPY, GRAD, METRICS, call_loss
-from .optim import sum_sq_address, update_address
+from .blas import gemm_at
+from .dropout import step_key
+from .engine import _at, batch_weight, finish_step, gather_rows_, loss_rows_, step_address_of
+from .launch import CTX, address, body_address, call_void, imin, pack, ref, run_blocks, unpack
+from .losses import CROSS_ENTROPY
 
 #: Per-call scalars of the bodies here: first and end position of the batch in ``order``,
 #: the layer, the batch's total sample weight and its dropout key.
 COLS_STEP = types.Tuple((types.int64, types.int64, types.int64, types.float64, types.uint64))
 
 #: Positions of this split's bodies in the ``bodies`` address array, after
-#: ``engine.BLOCK``, ``SUM_SQ`` and ``UPDATE`` (the first unused here).
-GATHER, FORWARD_COLS, OUTPUT_ROWS, BACKWARD_COLS = range(3, 7)
+#: ``engine.BLOCK`` and ``OPT_STEP`` (the first unused here).
+GATHER, FORWARD_COLS, OUTPUT_ROWS, BACKWARD_COLS = range(2, 6)
 
 
 def gather_body(t, nb, ctx):
@@ -59,26 +56,31 @@ def gather_body(t, nb, ctx):
     B = e - s
     L = a.fwd.shape[0]
     gather_rows_(a.X, a.yi, a.yf, a.sw, rows, t * B // nb, (t + 1) * B // nb, a.loss, a.drop, a.dropk, key, L, a.xb,
-                 a.ybi, a.ybf, a.wb)  # fmt: skip
+                 a.ybi, a.ybf, a.wb, a.sizes[0])  # fmt: skip
 
 
 def forward_cols_body(t, nb, ctx):
-    """Thread ``t``'s block of the output columns of hidden layer ``l``, all B rows."""
+    """Thread ``t``'s block ``c0:c1`` of the output columns of hidden layer ``l``, all B
+    rows: ``z[:, c0:c1] = inp @ W[:, c0:c1]``, then bias, activation and dropout there."""
     (s, e, l, _, key), a = unpack(ctx, CTX)
     B = e - s
     sizes = a.sizes
     R = a.xb.shape[0]
     L = a.fwd.shape[0]
+    isz = a.isz
+    n_in = sizes[l]
     n_out = sizes[l + 1]
     c0 = t * n_out // nb
     c1 = (t + 1) * n_out // nb
-    inp = a.xb[:B] if l == 0 else _block(a.abuf, R, a.coff, sizes, l - 1, 0, B)
-    out = _block(a.abuf, R, a.coff, sizes, l, 0, B)
-    z = _block(a.zbuf, R, a.coff, sizes, l, 0, B)  # never out: see activations.bias_act_cols_
-    gemm(inp, False, _weights(a.theta, sizes, a.woff, l)[:, c0:c1], False, z[:, c0:c1])
-    bias_act_cols_(z, a.theta[a.boff[l] : a.boff[l] + n_out], a.fwd[l], out, c0, c1)
+    theta = address(a.theta)
+    inp = address(a.xb) if l == 0 else _at(address(a.abuf), R, a.coff, sizes, l - 1, 0, isz)
+    out = _at(address(a.abuf), R, a.coff, sizes, l, 0, isz)
+    z = _at(address(a.zbuf), R, a.coff, sizes, l, 0, isz)  # never out: see activations.bias_act_cols_
+    gemm_at(isz, False, False, B, c1 - c0, n_in, inp, n_in, theta + (a.woff[l] + c0) * isz, n_out, z + c0 * isz,
+            n_out)  # fmt: skip
+    call_void(a.fwd[l], (z, theta + a.boff[l] * isz, out, B, n_out, c0, c1))
     if a.drop.shape[0] > 0 and a.drop[l + 1] > 0:
-        drop_forward_(a.dropk, out, np.int64(0), l + 1, L + 1, key, a.drop[l + 1], c0, c1)
+        call_void(a.dropk[0], (out, B, n_out, np.int64(0), l + 1, L + 1, key, a.drop[l + 1], c0, c1))
 
 
 def output_rows_body(t, nb, ctx):
@@ -89,69 +91,78 @@ def output_rows_body(t, nb, ctx):
     sizes = a.sizes
     R = a.xb.shape[0]
     L = a.fwd.shape[0]
-    loss = a.loss
+    isz = a.isz
     l = L - 1
     k = sizes[L]
+    n_in = sizes[l]
     r0 = t * B // nb
     r1 = (t + 1) * B // nb
-    scale = 1.0 / wsum if loss == CROSS_ENTROPY else 1.0 / (wsum * k)
-    inp = _block(a.abuf, R, a.coff, sizes, l - 1, r0, r1)
-    out = _block(a.abuf, R, a.coff, sizes, l, r0, r1)
-    z = _block(a.zbuf, R, a.coff, sizes, l, r0, r1)
-    g = _block(a.gbuf, R, a.coff, sizes, l, r0, r1)
-    dense_forward(inp, _weights(a.theta, sizes, a.woff, l), a.theta[a.boff[l] : a.boff[l] + k], a.fwd[l], z, out)
+    n = r1 - r0
+    zero = np.int64(0)
+    scale = 1.0 / wsum if a.loss == CROSS_ENTROPY else 1.0 / (wsum * k)
+    theta = address(a.theta)
+    inp = _at(address(a.abuf), R, a.coff, sizes, l - 1, r0, isz)
+    out = _at(address(a.abuf), R, a.coff, sizes, l, r0, isz)
+    z = _at(address(a.zbuf), R, a.coff, sizes, l, r0, isz)
+    g = _at(address(a.gbuf), R, a.coff, sizes, l, r0, isz)
+    gemm_at(isz, False, False, n, k, n_in, inp, n_in, theta + a.woff[l] * isz, k, z, k)
+    call_void(a.fwd[l], (z, theta + a.boff[l] * isz, out, n, k, zero, k))
     dropped = a.drop.shape[0] > 0 and a.drop[L] > 0
     if dropped:
-        drop_forward_(a.dropk, out, r0, L, L + 1, key, a.drop[L], 0, k)
-    wblk = a.wb[r0:r1] if a.sw.shape[0] > 0 else a.wb[:0]
-    if a.mpart.shape[0] > 0:
-        a.mpart[t, :] = 0.0
-        call_loss(a.lossk, out, a.ybi[r0:r1], a.ybf[r0:r1], wblk, a.mpart[t], 0.0, METRICS)
-    a.lpart[t] = call_loss(a.lossk, out, a.ybi[r0:r1], a.ybf[r0:r1], wblk, g, scale, GRAD)
+        call_void(a.dropk[0], (out, n, k, r0, L, L + 1, key, a.drop[L], zero, k))
+    loss_rows_(a, t, r0, r1, out, g, scale)
     if dropped:
-        drop_backward_(a.dropk, g, out, r0, L, L + 1, key, a.drop[L], 0, k)
-    act_backward_(g, out, z, a.bwd[l])
+        call_void(a.dropk[1], (g, out, n, k, r0, L, L + 1, key, a.drop[L], zero, k))
+    if a.bwd[l] != 0:
+        call_void(a.bwd[l], (g, out, z, n, k, zero, k))
 
 
 def backward_cols_body(t, nb, ctx):
-    """Thread ``t``'s block of the output columns of hidden layer ``l``: dL/da, delta,
-    dW and db on those columns (see the module docstring)."""
+    """Thread ``t``'s block ``c0:c1`` of the output columns of hidden layer ``l``: dL/da,
+    delta, dW and db on those columns (see the module docstring)."""
     (s, e, l, _, key), a = unpack(ctx, CTX)
     B = e - s
     sizes = a.sizes
     R = a.xb.shape[0]
     L = a.fwd.shape[0]
-    dtheta = a.gpart[0]
+    isz = a.isz
+    zero = np.int64(0)
+    theta = address(a.theta)
+    dtheta = address(a.gpart)  # its row 0: the column split writes the whole gradient
+    n_in = sizes[l]
     n_out = sizes[l + 1]
+    n_next = sizes[l + 2]
     c0 = t * n_out // nb
     c1 = (t + 1) * n_out // nb
-    dnext = _block(a.gbuf, R, a.coff, sizes, l + 1, 0, B)
-    g = _block(a.gbuf, R, a.coff, sizes, l, 0, B)
-    out = _block(a.abuf, R, a.coff, sizes, l, 0, B)
-    z = _block(a.zbuf, R, a.coff, sizes, l, 0, B)
-    gemm(dnext, False, _weights(a.theta, sizes, a.woff, l + 1)[c0:c1, :], True, g[:, c0:c1])
+    w = c1 - c0
+    dnext = _at(address(a.gbuf), R, a.coff, sizes, l + 1, 0, isz)
+    g = _at(address(a.gbuf), R, a.coff, sizes, l, 0, isz)
+    out = _at(address(a.abuf), R, a.coff, sizes, l, 0, isz)
+    z = _at(address(a.zbuf), R, a.coff, sizes, l, 0, isz)
+    # g[:, c0:c1] = delta_{l+1} @ W_{l+1}[c0:c1, :]^T
+    gemm_at(isz, False, True, B, w, n_next, dnext, n_next, theta + (a.woff[l + 1] + c0 * n_next) * isz, n_next,
+            g + c0 * isz, n_out)  # fmt: skip
     if l + 1 == L - 1:
         # the output layer's gradient, rows c0:c1 of it; ``out`` is still its masked input
-        gemm(out[:, c0:c1], True, dnext, False, _weights(dtheta, sizes, a.woff, L - 1)[c0:c1, :])
+        gemm_at(isz, True, False, w, n_next, B, out + c0 * isz, n_out, dnext, n_next,
+                dtheta + (a.woff[L - 1] + c0 * n_next) * isz, n_next)  # fmt: skip
         if t == 0:
-            column_sums(dnext, dtheta[a.boff[L - 1] : a.boff[L - 1] + sizes[L]])
+            call_void(a.sumk, (dnext, B, n_next, zero, n_next, dtheta + a.boff[L - 1] * isz))
     if a.drop.shape[0] > 0 and a.drop[l + 1] > 0:
-        drop_backward_(a.dropk, g, out, np.int64(0), l + 1, L + 1, key, a.drop[l + 1], c0, c1)
-    act_backward_cols_(g, out, z, a.bwd[l], c0, c1)
-    inp = a.xb[:B] if l == 0 else _block(a.abuf, R, a.coff, sizes, l - 1, 0, B)
-    gemm(inp, True, g[:, c0:c1], False, _weights(dtheta, sizes, a.woff, l)[:, c0:c1])
-    column_sums(g, dtheta[a.boff[l] : a.boff[l] + n_out], c0, c1)
+        call_void(a.dropk[1], (g, out, B, n_out, zero, l + 1, L + 1, key, a.drop[l + 1], c0, c1))
+    if a.bwd[l] != 0:
+        call_void(a.bwd[l], (g, out, z, B, n_out, c0, c1))
+    inp = address(a.xb) if l == 0 else _at(address(a.abuf), R, a.coff, sizes, l - 1, 0, isz)
+    gemm_at(isz, True, False, n_in, w, B, inp, n_in, g + c0 * isz, n_out, dtheta + (a.woff[l] + c0) * isz, n_out)
+    call_void(a.sumk, (g, B, n_out, c0, c1, dtheta + a.boff[l] * isz))
 
 
 def train_bodies(a: object) -> np.ndarray:
     """The ``bodies`` array of :func:`train_batches_cols` for the ``engine.TrainArgs`` record
     ``a`` (the row split's block body is not used: 0)."""
-    return np.array(
-        [0, sum_sq_address(a.gpart, a.sq), update_address(a.opt, a.theta, a.gpart, a.m, a.v, a.coef, a.hyper)]
-        + [body_address(fn, COLS_STEP, a) for fn in (gather_body, forward_cols_body, output_rows_body,
-                                                      backward_cols_body)],
-        dtype=np.int64,
-    )  # fmt: skip
+    bodies = [body_address(fn, COLS_STEP, a) for fn in (gather_body, forward_cols_body, output_rows_body,
+                                                         backward_cols_body)]  # fmt: skip
+    return np.array([0, step_address_of(a), *bodies], dtype=np.int64)
 
 
 @njit(**INLINE)

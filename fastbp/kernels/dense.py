@@ -79,14 +79,14 @@ def dense_backward(x, w, a, z, bwd, g, dw, db, dx, need_dx):
 
 DTYPE = np.float64  # bound per compiled copy of column_sums_kernel
 
-SUMS_SIG = types.void(types.voidptr, types.intp, types.intp, types.voidptr)
+SUMS_SIG = types.void(types.voidptr, types.intp, types.intp, types.intp, types.intp, types.voidptr)
 
 
-def column_sums_kernel(gp, n, ld, outp):
-    """:func:`column_sums` of the C-contiguous (n, ld) block at ``gp`` into the ``ld``
-    elements at ``outp``, as a C callback: what the engine's row passes (written on
-    addresses) call for the bias gradient."""
-    column_sums(cview(gp, (n, ld), DTYPE), cview(outp, (ld,), DTYPE))
+def column_sums_kernel(gp, n, ld, c0, c1, outp):
+    """``out[c0:c1]`` = :func:`column_sums` of columns ``c0:c1`` of the C-contiguous (n, ld)
+    block at ``gp``, ``out`` the ``ld`` elements at ``outp``: a C callback, what the
+    engine's passes (written on addresses) call for the bias gradient."""
+    column_sums(cview(gp, (n, ld), DTYPE), cview(outp, (ld,), DTYPE), c0, c1)
 
 
 def column_sums_address(dtype: object) -> int:

@@ -52,9 +52,22 @@ from .activations import act_backward_, bias_act_
 from .blas import gemm_at
 from .dense import column_sums, dense_backward, dense_forward
 from .dropout import drop_backward_, drop_forward_, step_key
-from .launch import CTX, address, body_address, call_void, imin, pack, ref, run_blocks, specialise, unpack, view2d
-from .losses import CROSS_ENTROPY, GRAD, LINK, METRICS, VALUE, call_loss
-from .optim import optimizer_step_, scale_, sum_partials_sq, sum_sq_address, update_address
+from .launch import (
+    CTX,
+    address,
+    as_dtype,
+    body_address,
+    call_void,
+    imin,
+    pack,
+    ref,
+    run_blocks,
+    specialise,
+    unpack,
+    view2d,
+)
+from .losses import CROSS_ENTROPY, GRAD, LINK, METRICS, VALUE, call_loss, call_loss_at
+from .optim import step_address, sum_partials_sq, update_
 from .sparse import CSR, csr_product_rows, csr_weight_grad_rows
 
 
@@ -97,6 +110,7 @@ class TrainArgs(NamedTuple):
     loss: int
     lossk: np.ndarray
     sumk: int
+    isz: int
     drop: np.ndarray
     dropk: np.ndarray
     seed: np.uint64
@@ -145,6 +159,7 @@ class ForwardArgs(NamedTuple):
     lossk: np.ndarray
     out: np.ndarray
     nodrop: np.ndarray
+    isz: int
 
 
 class LossArgs(NamedTuple):
@@ -175,9 +190,9 @@ NO_SCALARS = types.Tuple(())
 #: layer through a function chosen by ``X``'s type added 1-2 s to a cold first fit).
 SPARSE = False
 
-#: Positions in the ``bodies`` address array of the training drivers (``model.py`` fills it
-#: with ``launch.addresses``; the column split's bodies follow these).
-BLOCK, SUM_SQ, UPDATE = range(3)
+#: Positions in the ``bodies`` address array of the training drivers (:func:`train_bodies`;
+#: the column split's bodies follow these).
+BLOCK, OPT_STEP = range(2)
 
 
 @njit(**INLINE)
@@ -248,7 +263,7 @@ def _backward_rows(x, r0, r1, theta, sizes, bwd, woff, boff, coff, R, abuf, zbuf
         below = (R * coff[l - 1] + r0 * n_in) * isz  # layer l-1's rows (l > 0)
         inp = x + r0 * n_in * isz if l == 0 else abuf + below
         gemm_at(isz, True, False, n_in, n_out, n, inp, n_in, g, n_out, dtheta + woff[l] * isz, n_out)
-        call_void(sumk, (g, n, n_out, dtheta + boff[l] * isz))
+        call_void(sumk, (g, n, n_out, zero, n_out, dtheta + boff[l] * isz))
         if l > 0:
             gemm_at(isz, False, True, n, n_in, n_out, g, n_out, theta + woff[l] * isz, n_out, gbuf + below, n_in)
 
@@ -310,11 +325,13 @@ def n_blocks(n_rows, n_threads, min_rows):
 
 
 @njit(**INLINE)
-def gather_rows_(X, yi, yf, sw, rows, r0, r1, loss, drop, dropk, key, L, xb, ybi, ybf, wb):
+def gather_rows_(X, yi, yf, sw, rows, r0, r1, loss, drop, dropk, key, L, xb, ybi, ybf, wb, n_in):
     """Rows ``r0:r1`` of the batch ``X[rows]`` (and their targets and sample weights) into
     the batch buffers, so shuffling never copies the data set; then the input's dropout
-    mask, if any. Element loops: an array slice assignment would compile Numba's
-    shape-mismatch message formatting, seconds of cold compile."""
+    mask, if any (``n_in`` inputs a row). ``X``, ``yf``, ``xb`` and ``ybf`` are bytes
+    (module docstring), so the copies are byte loops, the same for every dtype. Element
+    loops: an array slice assignment would compile Numba's shape-mismatch message
+    formatting, seconds of cold compile."""
     for r in range(r0, r1):
         src = rows[r]
         if not SPARSE:  # a sparse X is read in place by the first layer
@@ -328,7 +345,8 @@ def gather_rows_(X, yi, yf, sw, rows, r0, r1, loss, drop, dropk, key, L, xb, ybi
         if sw.shape[0] > 0:
             wb[r] = sw[src]
     if drop.shape[0] > 0 and drop[0] > 0:
-        drop_forward_(dropk, xb[r0:r1], r0, np.int64(0), L + 1, key, drop[0], 0, xb.shape[1])
+        v = address(xb) + r0 * xb.shape[1]
+        call_void(dropk[0], (v, r1 - r0, n_in, r0, np.int64(0), L + 1, key, drop[0], np.int64(0), n_in))
 
 
 @njit(**INLINE)
@@ -346,22 +364,24 @@ def batch_weight(sw, rows):
 def finish_step(nparts, nl, wsum, step, a, bodies):
     """After a batch's gradients: sum the ``nparts`` partial gradients and their squared
     norm (``optim.sum_partials_sq``), check that the loss (``lpart[:nl]``) and the gradient
-    are finite, clip the gradient to global norm ``clipnorm`` (when > 0), update the
-    parameters and add the batch's loss, weight and metric sums (``mpart[:nl]``) to ``acc``.
+    are finite, update the parameters (``optim.update_``) from the gradient clipped to
+    global norm ``clipnorm`` (when > 0), and add the batch's loss, weight and metric sums (``mpart[:nl]``) to ``acc``.
     ``a`` is the :class:`TrainArgs` record. Returns ``(ok, step)``; nothing is updated when
     not ok."""
     lsum = 0.0
     for t in range(nl):
         lsum += a.lpart[t]
-    gsq = sum_partials_sq(a.gpart, nparts, a.sq, bodies[SUM_SQ])
+    rec = (a.theta, a.gpart, a.m, a.v, a.coef, a.hyper, a.sq)  # optim.step_body's record
+    gsq = sum_partials_sq(rec, nparts, step + 1, bodies[OPT_STEP])
     if not (np.isfinite(lsum) and np.isfinite(gsq)):
         return False, step
+    factor = 1.0
     if a.clipnorm > 0:
         norm = np.sqrt(gsq)
         if norm > a.clipnorm:
-            scale_(a.gpart[0], a.clipnorm / (norm + 1e-6))
+            factor = a.clipnorm / (norm + 1e-6)
     step += 1
-    optimizer_step_(a.theta, a.gpart, 1, a.n_decay, a.opt, a.hyper, step, a.m, a.v, a.coef, bodies[UPDATE])
+    update_(rec, a.n_decay, step, factor, bodies[OPT_STEP])
     k = a.sizes[a.sizes.shape[0] - 1]
     acc = a.acc
     acc[0] += lsum if a.loss == CROSS_ENTROPY else lsum / k
@@ -371,6 +391,34 @@ def finish_step(nparts, nl, wsum, step, a, bodies):
             for j in range(3):
                 acc[2 + j] += a.mpart[t, j]
     return True, step
+
+
+@njit(**INLINE)
+def _at(buf, R, coff, sizes, l, r0, isz):
+    """The address of row ``r0`` of layer ``l``'s (R, sizes[l + 1]) region of the work buffer
+    at address ``buf``."""
+    return buf + (R * coff[l] + r0 * sizes[l + 1]) * isz
+
+
+@njit(**INLINE)
+def loss_rows_(a, t, r0, r1, out, gout, scale):
+    """Batch rows ``r0:r1`` of block ``t`` (:class:`TrainArgs` ``a``): the loss sum into
+    ``lpart[t]`` and dL/d(output), times ``scale``, into the rows at address ``gout``, from
+    the outputs at address ``out``; with a non-empty ``mpart`` first the metric sums into
+    ``mpart[t]`` (see ``losses.metric_sums_``)."""
+    n = r1 - r0
+    k = a.sizes[a.sizes.shape[0] - 1]
+    labels = a.loss == CROSS_ENTROPY
+    yi = address(a.ybi) + r0 * 8 if labels else address(a.ybi)  # int64 labels
+    yf = address(a.ybf) if labels else address(a.ybf) + r0 * a.ybf.shape[1]  # bytes
+    nyi = n if labels else 0
+    nyf = 0 if labels else n
+    sw = address(a.wb) + r0 * 8  # float64 weights
+    nsw = n if a.sw.shape[0] > 0 else 0
+    if a.mpart.shape[0] > 0:
+        a.mpart[t, :] = 0.0
+        call_loss_at(a.lossk, out, n, k, yi, nyi, yf, nyf, sw, nsw, address(a.mpart) + t * 24, 0.0, METRICS)
+    a.lpart[t] = call_loss_at(a.lossk, out, n, k, yi, nyi, yf, nyf, sw, nsw, gout, scale, GRAD)
 
 
 @njit(**INLINE)
@@ -395,29 +443,27 @@ def block_gradients_(t, nb, s, e, wsum, key, a):
     scale = 1.0 / wsum if loss == CROSS_ENTROPY else 1.0 / (wsum * k)
     r0 = t * B // nb
     r1 = (t + 1) * B // nb
-    weighted = a.sw.shape[0] > 0
-    isz = a.theta.itemsize
-    gather_rows_(a.X, a.yi, a.yf, a.sw, rows, r0, r1, loss, a.drop, a.dropk, key, L, a.xb, a.ybi, a.ybf, a.wb)
-    if SPARSE:
-        _sparse_forward_rows(a.X, rows, r0, r1, a.theta, sizes, a.fwd, a.bwd, a.woff, a.boff, a.coff, R, a.abuf,
-                             a.zbuf, a.drop, a.dropk, key)  # fmt: skip
+    isz = a.isz
+    gather_rows_(a.X, a.yi, a.yf, a.sw, rows, r0, r1, loss, a.drop, a.dropk, key, L, a.xb, a.ybi, a.ybf, a.wb,
+                 sizes[0])  # fmt: skip
+    if SPARSE:  # compiled per dtype: the sparse passes work on typed arrays
+        dt = a.X.data.dtype
+        _sparse_forward_rows(a.X, rows, r0, r1, as_dtype(a.theta, dt), sizes, a.fwd, a.bwd, a.woff, a.boff, a.coff, R,
+                             as_dtype(a.abuf, dt), as_dtype(a.zbuf, dt), a.drop, a.dropk, key)  # fmt: skip
     else:
         _forward_rows(address(a.xb), r0, r1, address(a.theta), sizes, a.fwd, a.woff, a.boff, a.coff, R,
                       address(a.abuf), address(a.zbuf), a.drop, a.dropk, key, isz)  # fmt: skip
-    out = _block(a.abuf, R, a.coff, sizes, L - 1, r0, r1)
-    gout = _block(a.gbuf, R, a.coff, sizes, L - 1, r0, r1)
-    wblk = a.wb[r0:r1] if weighted else a.wb[:0]
-    if a.mpart.shape[0] > 0:
-        a.mpart[t, :] = 0.0
-        call_loss(a.lossk, out, a.ybi[r0:r1], a.ybf[r0:r1], wblk, a.mpart[t], 0.0, METRICS)
-    a.lpart[t] = call_loss(a.lossk, out, a.ybi[r0:r1], a.ybf[r0:r1], wblk, gout, scale, GRAD)
+    out = _at(address(a.abuf), R, a.coff, sizes, L - 1, r0, isz)
+    loss_rows_(a, t, r0, r1, out, _at(address(a.gbuf), R, a.coff, sizes, L - 1, r0, isz), scale)
     if SPARSE:
+        dt = a.X.data.dtype
         _sparse_backward_rows(
-            a.X, rows, r0, r1, a.theta, sizes, a.fwd, a.bwd, a.woff, a.boff, a.coff, R, a.abuf, a.zbuf, a.gbuf,
-            a.gpart[t], a.drop, a.dropk, key,
+            a.X, rows, r0, r1, as_dtype(a.theta, dt), sizes, a.fwd, a.bwd, a.woff, a.boff, a.coff, R,
+            as_dtype(a.abuf, dt), as_dtype(a.zbuf, dt), as_dtype(a.gbuf, dt), as_dtype(a.gpart, dt)[t], a.drop,
+            a.dropk, key,
         )  # fmt: skip
     else:
-        dtheta = address(a.gpart) + t * a.gpart.shape[1] * isz  # row t of gpart
+        dtheta = address(a.gpart) + t * a.gpart.shape[1]  # row t of gpart (bytes)
         _backward_rows(
             address(a.xb), r0, r1, address(a.theta), sizes, a.bwd, a.woff, a.boff, a.coff, R, address(a.abuf),
             address(a.zbuf), address(a.gbuf), dtheta, a.drop, a.dropk, key, a.sumk, isz,
@@ -439,11 +485,14 @@ def block_address(a: TrainArgs) -> int:
     return body_address(block_body, STEP, a)
 
 
+def step_address_of(a: TrainArgs) -> int:
+    """The address of the optimizer's step body (``optim.step_body``) for the record ``a``."""
+    return step_address(a.opt, np.dtype(f"f{a.isz}"), (a.theta, a.gpart, a.m, a.v, a.coef, a.hyper, a.sq))
+
+
 def train_bodies(a: TrainArgs) -> np.ndarray:
     """The ``bodies`` array of :func:`train_batches` for the record ``a``."""
-    sum_sq = sum_sq_address(a.gpart, a.sq)
-    update = update_address(a.opt, a.theta, a.gpart, a.m, a.v, a.coef, a.hyper)
-    return np.array([block_address(a), sum_sq, update], dtype=np.int64)
+    return np.array([block_address(a), step_address_of(a)], dtype=np.int64)
 
 
 @njit(**SERIAL)
@@ -459,7 +508,7 @@ def batch_gradients(a, wsum, nb, bodies):
 def train_batches(args, b0, b1, step, bodies):
     """Batches ``b0 .. b1-1`` of an epoch over ``X[order]``, all in compiled code; ``a`` is
     the :class:`TrainArgs` record, ``step`` the optimizer's step count so far and
-    ``bodies`` the addresses of the bodies (``BLOCK``, ``SUM_SQ``, ``UPDATE``).
+    ``bodies`` the addresses of the bodies (``BLOCK``, ``OPT_STEP``).
 
     Each batch: one parallel region (the row blocks, each running
     :func:`block_gradients_`) for forward + loss + backward, then :func:`finish_step`: the
@@ -505,29 +554,34 @@ def _forward_block(t, nb, f):
     key = np.uint64(0)
     r0 = t * N // nb
     r1 = (t + 1) * N // nb
-    at = f.abuf[t * chunk * C : (t + 1) * chunk * C]
-    zt = f.zbuf[t * chunk * C : (t + 1) * chunk * C]
+    isz = f.isz
+    span = chunk * C * isz  # each thread's bytes of abuf and zbuf
+    at = f.abuf[t * span : (t + 1) * span]
+    zt = f.zbuf[t * span : (t + 1) * span]
     k = sizes[L]
-    base = chunk * coff[L - 1]
+    base = chunk * coff[L - 1] * isz
+    row = k * isz  # bytes of an output row
     for s in range(r0, r1, chunk):
         e = imin(r1, s + chunk)
         # np.int64(0), not 0: a literal argument would compile a second specialisation
-        if SPARSE:
+        if SPARSE:  # compiled per dtype: the sparse pass works on typed arrays
+            dt = X.data.dtype
             Xs = CSR(X.indptr[s : e + 1], X.indices, X.data, X.n_cols)  # a view of rows s:e
-            _sparse_forward_rows(Xs, sizes[:0], np.int64(0), e - s, f.theta, sizes, f.fwd, f.bwd, f.woff, f.boff,
-                                 coff, chunk, at, zt, f.nodrop, sizes[:0], key)  # fmt: skip
+            _sparse_forward_rows(Xs, sizes[:0], np.int64(0), e - s, as_dtype(f.theta, dt), sizes, f.fwd, f.bwd,
+                                 f.woff, f.boff, coff, chunk, as_dtype(at, dt), as_dtype(zt, dt), f.nodrop, sizes[:0],
+                                 key)  # fmt: skip
         else:
-            isz = f.theta.itemsize
-            _forward_rows(address(X) + s * sizes[0] * isz, np.int64(0), e - s, address(f.theta), sizes, f.fwd, f.woff,
+            _forward_rows(address(X) + s * X.shape[1], np.int64(0), e - s, address(f.theta), sizes, f.fwd, f.woff,
                           f.boff, coff, chunk, address(at), address(zt), f.nodrop, sizes[:0], key, isz)  # fmt: skip
         o = f.out[s:e]
-        # copy the last layer's rows (element loops: an array slice assignment would
+        # copy the last layer's rows, bytes (element loops: an array slice assignment would
         # compile Numba's shape-mismatch error formatting, seconds of cold compile)
         for i in range(e - s):
-            for j in range(k):
-                o[i, j] = at[base + i * k + j]
+            for j in range(row):
+                o[i, j] = at[base + i * row + j]
         if f.link:
-            call_loss(f.lossk, o, o[:0], o[:0], o[:0], o, 0.0, LINK)
+            p = address(o)
+            call_loss_at(f.lossk, p, e - s, k, p, np.int64(0), p, np.int64(0), p, np.int64(0), p, 0.0, LINK)
 
 
 def forward_body(t, nb, ctx):

@@ -154,6 +154,49 @@ def view2d(typingctx, arr, start, rows, cols):
     return sig, codegen
 
 
+def _scalar_type(dtype: types.Type) -> types.Type:
+    """The scalar type a ``dtype`` argument names: a NumPy scalar type (``np.float32``) or
+    an array's ``.dtype``."""
+    return dtype.instance_type if isinstance(dtype, types.NumberClass) else dtype.dtype
+
+
+@intrinsic
+def as_dtype(typingctx, buf, dtype):
+    """The C-contiguous bytes ``buf`` (a uint8 array of one or two dimensions, as
+    ``ndarray.view(np.uint8)`` gives) read as ``dtype`` (a NumPy scalar type, or an array's
+    ``.dtype``): the same memory, the last dimension divided by the itemsize. The records
+    of the drivers hold their float buffers as bytes (see ``engine.py``); code that does
+    float arithmetic on them, compiled per dtype, views them back."""
+    if not (isinstance(buf, types.Array) and buf.dtype == types.uint8 and buf.ndim in (1, 2)
+            and isinstance(dtype, (types.NumberClass, types.DType))):  # fmt: skip
+        return None
+    retty = types.Array(_scalar_type(dtype), buf.ndim, "C", readonly=not buf.mutable)
+    sig = retty(buf, dtype)
+
+    def codegen(context, builder, sig, args):
+        intp = context.get_value_type(types.intp)
+        src = make_array(buf)(context, builder, args[0])
+        out = make_array(retty)(context, builder)
+        lldata = context.get_data_type(retty.dtype)
+        isz = ir.Constant(intp, context.get_abi_sizeof(lldata))
+        shape = cgutils.unpack_tuple(builder, src.shape, buf.ndim)
+        shape[-1] = builder.sdiv(shape[-1], isz)
+        strides = cgutils.unpack_tuple(builder, src.strides, buf.ndim)
+        strides[-1] = isz
+        populate_array(
+            out,
+            data=builder.bitcast(src.data, lldata.as_pointer()),
+            shape=cgutils.pack_array(builder, shape),
+            strides=cgutils.pack_array(builder, strides),
+            itemsize=isz,
+            meminfo=src.meminfo,
+            parent=src.parent,
+        )
+        return impl_ret_borrowed(context, builder, retty, out._getvalue())
+
+    return sig, codegen
+
+
 @intrinsic
 def cview(typingctx, ptr, shape, dtype):
     """The C-contiguous array of ``shape`` (a tuple of one or two integers) and ``dtype`` (a
@@ -161,9 +204,9 @@ def cview(typingctx, ptr, shape, dtype):
     without its checks, and without compiling its implementation once per signature."""
     if not (isinstance(ptr, (types.RawPointer, types.Integer)) and isinstance(shape, types.UniTuple)
             and isinstance(shape.dtype, types.Integer) and shape.count in (1, 2)
-            and isinstance(dtype, types.NumberClass)):  # fmt: skip
+            and isinstance(dtype, (types.NumberClass, types.DType))):  # fmt: skip
         return None
-    retty = types.Array(dtype.instance_type, shape.count, "C")
+    retty = types.Array(_scalar_type(dtype), shape.count, "C")
     sig = retty(ptr, shape, dtype)
 
     def codegen(context, builder, sig, args):

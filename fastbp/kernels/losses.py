@@ -425,6 +425,14 @@ def call_loss(lossk, a, yi, yf, sw, out, scale, mode):
     )  # fmt: skip
 
 
+@njit(**INLINE)
+def call_loss_at(lossk, a, n, k, yi, nyi, yf, nyf, sw, nsw, out, scale, mode):
+    """:func:`call_loss` on addresses: ``a`` (n, k), ``yi`` (nyi,) int64, ``yf`` (nyf, k),
+    ``sw`` (nsw,) float64 and ``out`` as there, each the address of a C-contiguous block
+    (for callers written on addresses, compiled once for every dtype)."""
+    return call_f64(lossk[mode], (a, yi, yf, sw, out, n, k, nyi, nyf, nsw, scale, mode))
+
+
 @njit(**SERIAL)
 def _call_loss_py(addr, a, yi, yf, sw, out, scale, mode):
     return call_f64(

@@ -40,7 +40,7 @@ import numpy as np
 from numba import njit, types
 
 from .._config import INLINE, SERIAL
-from .launch import CTX, body_address, imax, imin, pack, run_blocks, run_serial, unpack
+from .launch import CTX, as_dtype, body_address, imax, imin, pack, run_blocks, run_serial, unpack
 
 #: Optimizer names in code order (each code's update loop: :data:`RANGES`).
 NAMES: tuple[str, ...] = ("sgd", "adam", "adamw", "rmsprop")
@@ -211,77 +211,95 @@ def reduce_partials(gpart, nparts, out):
                 o[i] += gt[i]
 
 
-@njit(**INLINE)
-def _sum_sq_chunk(gpart, nparts, c):
-    """Chunk ``c``: sum its partials into gpart[0]; return the sum's squared norm (float64)."""
-    P = gpart.shape[1]
-    lo = c * CHUNK
-    hi = imin(P, lo + CHUNK)
-    _sum_partials_(gpart, nparts, lo, hi)
-    g = gpart[0, lo:hi]
-    acc = 0.0
-    for i in range(hi - lo):
-        acc += float(g[i]) * float(g[i])
-    return acc
+#: The phases of the step body: sum the partials and their squared norm (and, in piece 0,
+#: the step's coefficients), or update (the gradient already summed and, with ``factor``
+#: != 1, scaled: gradient clipping).
+SUM_SQ, UPDATE = 0, 1
+
+#: Per-call scalars of :func:`step_body`: the number of partials, the number of decayed
+#: weights, the step number (1-based), the phase and the gradient's scale factor.
+STEP_SCALARS = types.Tuple((types.int64, types.int64, types.int64, types.int64, types.float64))
+
+OPT = SGD  # bound per compiled copy of step_body
+UPDATE_RANGE = _sgd_range  # bound per compiled copy of step_body
+DTYPE = np.float64  # bound per compiled copy of step_body
 
 
-#: Per-call scalars of the bodies here: the number of partials (and, for the update, the
-#: number of decayed weights; ``coef`` holds the step's factors).
-SUM_SQ_SCALARS = types.Tuple((types.int64,))
-UPDATE_SCALARS = types.Tuple((types.int64, types.int64))
+def step_body(c, n, ctx):
+    """Body (``launch.py``) of an optimizer step's two parallel regions, chunk ``c`` of
+    ``n``, compiled per optimizer and dtype. The record is ``(theta, gpart, m, v, coef,
+    hyper, sq)``: the float arrays as bytes (``engine.py``), viewed here as ``DTYPE``.
 
-OPT = SGD  # bound per compiled copy of update_body
-UPDATE = _sgd_range  # bound per compiled copy of update_body
-
-
-def sum_sq_body(c, n, ctx):
-    """Body (``launch.py``) of :func:`sum_partials_sq`: chunk ``c``."""
-    (nparts,), (gpart, sq) = unpack(ctx, CTX)
-    sq[c] = _sum_sq_chunk(gpart, nparts, c)
-
-
-def sum_sq_address(gpart: object, sq: object) -> int:
-    """The address of :func:`sum_sq_body` for these ``gpart`` and ``sq`` arrays' types."""
-    return body_address(sum_sq_body, SUM_SQ_SCALARS, (gpart, sq))
-
-
-def update_body(c, n, ctx):
-    """Body (``launch.py``) of the update: chunk ``c`` of ``n``. Sums the chunk's partials
-    into ``gpart[0]``, then updates it while it is in cache; compiled per optimizer."""
-    (nparts, n_decay), (theta, gpart, m, v, coef, hyper) = unpack(ctx, CTX)
-    wd, keep, nesterov = _decay_terms(OPT, hyper, coef)
+    Phase :data:`SUM_SQ`: sum the chunk's partials into ``gpart[0]`` and store the squared
+    norm of the chunk's sum (float64) in ``sq[c]``; chunk 0 also fills ``coef`` for the
+    step. Phase :data:`UPDATE`: scale the chunk's gradient by ``factor`` (when not 1), then
+    update it, weights then biases (no weight decay)."""
+    (nparts, n_decay, step, phase, factor), (theta_b, gpart_b, m_b, v_b, coef_b, hyper, sq) = unpack(ctx, CTX)
+    theta = as_dtype(theta_b, DTYPE)
+    gpart = as_dtype(gpart_b, DTYPE)
+    coef = as_dtype(coef_b, DTYPE)
     lo = c * CHUNK
     hi = imin(theta.shape[0], lo + CHUNK)
-    _sum_partials_(gpart, nparts, lo, hi)
-    mid = imin(imax(n_decay, lo), hi)
+    if phase == SUM_SQ:
+        _sum_partials_(gpart, nparts, lo, hi)
+        g = gpart[0, lo:hi]
+        acc = 0.0
+        for i in range(hi - lo):
+            acc += float(g[i]) * float(g[i])
+        sq[c] = acc
+        if c == 0:
+            _coefficients(OPT, hyper, step, coef)
+        return
+    m = as_dtype(m_b, DTYPE)
+    v = as_dtype(v_b, DTYPE)
     g = gpart[0]
+    if factor != 1.0:
+        gc = g[lo:hi]
+        for i in range(hi - lo):
+            gc[i] = gc[i] * factor
+    wd, keep, nesterov = _decay_terms(OPT, hyper, coef)
+    mid = imin(imax(n_decay, lo), hi)
     # weights, then biases (no weight decay); m[lo:mid] of an unused, empty m is empty
-    UPDATE(theta[lo:mid], g[lo:mid], m[lo:mid], v[lo:mid], coef, wd, keep, nesterov)
+    UPDATE_RANGE(theta[lo:mid], g[lo:mid], m[lo:mid], v[lo:mid], coef, wd, keep, nesterov)
     zero, one = coef[_ZERO], coef[_ONE]
-    UPDATE(theta[mid:hi], g[mid:hi], m[mid:hi], v[mid:hi], coef, zero, one, nesterov)
+    UPDATE_RANGE(theta[mid:hi], g[mid:hi], m[mid:hi], v[mid:hi], coef, zero, one, nesterov)
 
 
-def update_address(opt: int, theta: object, gpart: object, m: object, v: object, coef: object, hyper: object) -> int:
-    """The address of :func:`update_body` for optimizer ``opt`` and these arrays' types."""
-    name = NAMES[opt]
-    return body_address(update_body, UPDATE_SCALARS, (theta, gpart, m, v, coef, hyper),
-                        name, {"OPT": opt, "UPDATE": RANGES[opt]})  # fmt: skip
+def step_address(opt: int, dtype: object, record: tuple) -> int:
+    """The address of :func:`step_body` for optimizer ``opt`` and float ``dtype``, for
+    records typed as ``record`` (see :func:`step_record`)."""
+    dt = np.dtype(dtype)
+    return body_address(step_body, STEP_SCALARS, record, f"{NAMES[opt]}_{dt.name}",
+                        {"OPT": opt, "UPDATE_RANGE": RANGES[opt], "DTYPE": dt.type})  # fmt: skip
+
+
+def step_record(theta: np.ndarray, gpart: np.ndarray, m: np.ndarray, v: np.ndarray, coef: np.ndarray,
+                hyper: np.ndarray, sq: np.ndarray) -> tuple:  # fmt: skip
+    """The record :func:`step_body` takes, from typed arrays (float arrays as bytes)."""
+    return (theta.view(np.uint8), gpart.view(np.uint8), m.view(np.uint8), v.view(np.uint8), coef.view(np.uint8),
+            hyper, sq)  # fmt: skip
 
 
 @njit(**INLINE)
-def sum_partials_sq(gpart, nparts, sq, body):
-    """Sum the partials into ``gpart[0]`` (in row order, as the update would) and return the
-    squared L2 norm of the sum, accumulated in float64; ``sq`` (float64, one element per
-    chunk) receives each chunk's share. Parallel over chunks (``body``, from
-    :func:`sum_sq_address`) when there are more than :data:`SERIAL_CHUNKS` of them; below
-    that one thread does it, since a parallel region (~5 us to start and join) would cost
-    more than the work."""
-    nc = n_chunks(gpart.shape[1])
-    ctx = pack((np.int64(nparts),), SUM_SQ_SCALARS, (gpart, sq))
+def _run_chunks(body, nc, ctx):
+    """The pieces in parallel when there are more than :data:`SERIAL_CHUNKS` of them; below
+    that on one thread, since a parallel region (~5 us to start and join) would cost more
+    than the work. The same arithmetic either way."""
     if nc > SERIAL_CHUNKS:
         run_blocks(body, nc, ctx)
     else:
         run_serial(body, nc, ctx)
+
+
+@njit(**INLINE)
+def sum_partials_sq(rec, nparts, step, body):
+    """Phase :data:`SUM_SQ` of :func:`step_body` (``rec`` its record, ``body`` its address)
+    for optimizer step ``step``: sum the partials ``gpart[:nparts]`` into ``gpart[0]`` in
+    row order and return the squared L2 norm of the sum, accumulated in float64."""
+    sq = rec[6]
+    nc = n_chunks(rec[0].shape[0] // _itemsize(rec))
+    _run_chunks(body, nc, pack((np.int64(nparts), np.int64(0), np.int64(step), np.int64(SUM_SQ), 1.0),
+                               STEP_SCALARS, rec))  # fmt: skip
     total = 0.0
     for c in range(nc):
         total += sq[c]
@@ -289,15 +307,31 @@ def sum_partials_sq(gpart, nparts, sq, body):
 
 
 @njit(**INLINE)
-def scale_(g, factor):
-    """g *= factor, in place (gradient clipping)."""
-    for i in range(g.shape[0]):
-        g[i] = g[i] * factor
+def update_(rec, n_decay, step, factor, body):
+    """Phase :data:`UPDATE` of :func:`step_body`: the optimizer step ``step`` from the summed
+    gradient ``gpart[0]`` scaled by ``factor``; weight decay on the first ``n_decay``
+    parameters. The coefficients are those :func:`sum_partials_sq` stored for ``step``."""
+    nc = n_chunks(rec[0].shape[0] // _itemsize(rec))
+    _run_chunks(body, nc, pack((np.int64(1), np.int64(n_decay), np.int64(step), np.int64(UPDATE), float(factor)),
+                               STEP_SCALARS, rec))  # fmt: skip
+
+
+@njit(**INLINE)
+def _itemsize(rec):
+    """The float itemsize of a step record: ``coef`` holds :data:`N_COEF` of them."""
+    return rec[4].shape[0] // N_COEF
 
 
 @njit(**SERIAL)
-def optimizer_update_(theta, gpart, nparts, n_decay, opt, hyper, step, m, v, coef, body):
-    """One optimizer step on ``theta`` from partial gradients. Parallel over chunks.
+def _step_py(rec, nparts, n_decay, step, body):
+    sum_partials_sq(rec, nparts, step, body)
+    update_(rec, n_decay, step, 1.0, body)
+
+
+def optimizer_update_(theta: np.ndarray, gpart: np.ndarray, nparts: int, n_decay: int, opt: int, hyper: np.ndarray,
+                      step: int, m: np.ndarray, v: np.ndarray, coef: np.ndarray) -> None:  # fmt: skip
+    """One optimizer step on ``theta`` from partial gradients, from Python (tests): the two
+    phases of :func:`step_body`, as a training step runs them.
 
     Parameters
     ----------
@@ -320,23 +354,22 @@ def optimizer_update_(theta, gpart, nparts, n_decay, opt, hyper, step, m, v, coe
         in ``v``. Unused state may be empty.
     coef : ndarray of shape (N_COEF,), theta's dtype
         Scratch for the step's coefficients.
-    body : int
-        :func:`update_body`'s address for ``opt``, from :func:`update_address`.
     """
-    _coefficients(opt, hyper, step, coef)
-    ctx = pack((np.int64(nparts), np.int64(n_decay)), UPDATE_SCALARS, (theta, gpart, m, v, coef, hyper))
-    run_blocks(body, n_chunks(theta.shape[0]), ctx)
+    rec = step_record(theta, gpart, m, v, coef, hyper, np.zeros(n_chunks.py_func(theta.shape[0])))
+    _step_py(rec, np.int64(nparts), np.int64(n_decay), np.int64(step), step_address(opt, theta.dtype, rec))
 
 
-@njit(**INLINE)
-def optimizer_step_(theta, gpart, nparts, n_decay, opt, hyper, step, m, v, coef, body):
-    """:func:`optimizer_update_`, on one thread when there are at most
-    :data:`SERIAL_CHUNKS` chunks (small networks: the parallel region would cost more than
-    the update), else in parallel. The same arithmetic either way."""
-    _coefficients(opt, hyper, step, coef)
-    ctx = pack((np.int64(nparts), np.int64(n_decay)), UPDATE_SCALARS, (theta, gpart, m, v, coef, hyper))
-    nc = n_chunks(theta.shape[0])
-    if nc > SERIAL_CHUNKS:
-        run_blocks(body, nc, ctx)
-    else:
-        run_serial(body, nc, ctx)
+@njit(**SERIAL)
+def _sum_sq_py(rec, nparts, body):
+    return sum_partials_sq(rec, nparts, np.int64(1), body)
+
+
+def sum_partials_squares(gpart: np.ndarray, nparts: int, opt: int = SGD) -> float:
+    """From Python (tests): sum ``gpart[:nparts]`` into ``gpart[0]`` as a training step does
+    and return the squared L2 norm of the sum (float64)."""
+    P = gpart.shape[1]
+    dt = gpart.dtype
+    empty = np.zeros(0, dtype=dt)
+    rec = step_record(np.zeros(P, dt), gpart, empty, empty, np.zeros(N_COEF, dt), np.zeros(N_HYPER),
+                      np.zeros(n_chunks.py_func(P)))  # fmt: skip
+    return float(_sum_sq_py(rec, np.int64(nparts), step_address(opt, dt, rec)))
