@@ -67,7 +67,7 @@ from .launch import (
     view2d,
 )
 from .losses import CROSS_ENTROPY, GRAD, LINK, METRICS, VALUE, call_loss, call_loss_at
-from .optim import step_address, sum_partials_sq, update_
+from .optim import StepArgs, step_address, sum_partials_sq, update_
 from .sparse import CSR, csr_product_rows, csr_weight_grad_rows
 
 
@@ -371,7 +371,7 @@ def finish_step(nparts, nl, wsum, step, a, bodies):
     lsum = 0.0
     for t in range(nl):
         lsum += a.lpart[t]
-    rec = (a.theta, a.gpart, a.m, a.v, a.coef, a.hyper, a.sq)  # optim.step_body's record
+    rec = ref(StepArgs(a.theta, a.gpart, a.m, a.v, a.coef, a.hyper, a.sq))
     gsq = sum_partials_sq(rec, nparts, step + 1, bodies[OPT_STEP])
     if not (np.isfinite(lsum) and np.isfinite(gsq)):
         return False, step
@@ -487,7 +487,7 @@ def block_address(a: TrainArgs) -> int:
 
 def step_address_of(a: TrainArgs) -> int:
     """The address of the optimizer's step body (``optim.step_body``) for the record ``a``."""
-    return step_address(a.opt, np.dtype(f"f{a.isz}"), (a.theta, a.gpart, a.m, a.v, a.coef, a.hyper, a.sq))
+    return step_address(a.opt, np.dtype(f"f{a.isz}"), StepArgs(a.theta, a.gpart, a.m, a.v, a.coef, a.hyper, a.sq))
 
 
 def train_bodies(a: TrainArgs) -> np.ndarray:

@@ -35,12 +35,13 @@ The update rules are PyTorch's (``torch.optim``), written out in each branch.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit, types
 
 from .._config import INLINE, SERIAL
-from .launch import CTX, as_dtype, body_address, imax, imin, pack, run_blocks, run_serial, unpack
+from .launch import CTX, as_dtype, body_address, imax, imin, pack, ref, run_blocks, run_serial, unpack
 
 #: Optimizer names in code order (each code's update loop: :data:`RANGES`).
 NAMES: tuple[str, ...] = ("sgd", "adam", "adamw", "rmsprop")
@@ -225,19 +226,35 @@ UPDATE_RANGE = _sgd_range  # bound per compiled copy of step_body
 DTYPE = np.float64  # bound per compiled copy of step_body
 
 
+class StepArgs(NamedTuple):
+    """What :func:`step_body` reads and writes: the parameters ``theta``, the partial
+    gradients ``gpart``, the optimizer state ``m`` and ``v`` (empty when unused), the step's
+    coefficients ``coef`` (:data:`N_COEF` of them), all as bytes (``engine.py``), the
+    hyper-parameters ``hyper`` (float64) and ``sq`` (float64, one squared norm per chunk)."""
+
+    theta: np.ndarray
+    gpart: np.ndarray
+    m: np.ndarray
+    v: np.ndarray
+    coef: np.ndarray
+    hyper: np.ndarray
+    sq: np.ndarray
+
+
 def step_body(c, n, ctx):
     """Body (``launch.py``) of an optimizer step's two parallel regions, chunk ``c`` of
-    ``n``, compiled per optimizer and dtype. The record is ``(theta, gpart, m, v, coef,
-    hyper, sq)``: the float arrays as bytes (``engine.py``), viewed here as ``DTYPE``.
+    ``n``, compiled per optimizer and dtype, on a :class:`StepArgs` record (the float arrays
+    viewed here as ``DTYPE``).
 
     Phase :data:`SUM_SQ`: sum the chunk's partials into ``gpart[0]`` and store the squared
     norm of the chunk's sum (float64) in ``sq[c]``; chunk 0 also fills ``coef`` for the
     step. Phase :data:`UPDATE`: scale the chunk's gradient by ``factor`` (when not 1), then
     update it, weights then biases (no weight decay)."""
-    (nparts, n_decay, step, phase, factor), (theta_b, gpart_b, m_b, v_b, coef_b, hyper, sq) = unpack(ctx, CTX)
-    theta = as_dtype(theta_b, DTYPE)
-    gpart = as_dtype(gpart_b, DTYPE)
-    coef = as_dtype(coef_b, DTYPE)
+    (nparts, n_decay, step, phase, factor), r = unpack(ctx, CTX)
+    theta = as_dtype(r.theta, DTYPE)
+    gpart = as_dtype(r.gpart, DTYPE)
+    coef = as_dtype(r.coef, DTYPE)
+    hyper = r.hyper
     lo = c * CHUNK
     hi = imin(theta.shape[0], lo + CHUNK)
     if phase == SUM_SQ:
@@ -246,12 +263,12 @@ def step_body(c, n, ctx):
         acc = 0.0
         for i in range(hi - lo):
             acc += float(g[i]) * float(g[i])
-        sq[c] = acc
+        r.sq[c] = acc
         if c == 0:
             _coefficients(OPT, hyper, step, coef)
         return
-    m = as_dtype(m_b, DTYPE)
-    v = as_dtype(v_b, DTYPE)
+    m = as_dtype(r.m, DTYPE)
+    v = as_dtype(r.v, DTYPE)
     g = gpart[0]
     if factor != 1.0:
         gc = g[lo:hi]
@@ -265,7 +282,7 @@ def step_body(c, n, ctx):
     UPDATE_RANGE(theta[mid:hi], g[mid:hi], m[mid:hi], v[mid:hi], coef, zero, one, nesterov)
 
 
-def step_address(opt: int, dtype: object, record: tuple) -> int:
+def step_address(opt: int, dtype: object, record: StepArgs) -> int:
     """The address of :func:`step_body` for optimizer ``opt`` and float ``dtype``, for
     records typed as ``record`` (see :func:`step_record`)."""
     dt = np.dtype(dtype)
@@ -274,10 +291,10 @@ def step_address(opt: int, dtype: object, record: tuple) -> int:
 
 
 def step_record(theta: np.ndarray, gpart: np.ndarray, m: np.ndarray, v: np.ndarray, coef: np.ndarray,
-                hyper: np.ndarray, sq: np.ndarray) -> tuple:  # fmt: skip
-    """The record :func:`step_body` takes, from typed arrays (float arrays as bytes)."""
-    return (theta.view(np.uint8), gpart.view(np.uint8), m.view(np.uint8), v.view(np.uint8), coef.view(np.uint8),
-            hyper, sq)  # fmt: skip
+                hyper: np.ndarray, sq: np.ndarray) -> StepArgs:  # fmt: skip
+    """The :class:`StepArgs` record of these typed arrays (the float arrays as bytes)."""
+    return StepArgs(theta.view(np.uint8), gpart.view(np.uint8), m.view(np.uint8), v.view(np.uint8),
+                    coef.view(np.uint8), hyper, sq)  # fmt: skip
 
 
 @njit(**INLINE)
@@ -293,11 +310,12 @@ def _run_chunks(body, nc, ctx):
 
 @njit(**INLINE)
 def sum_partials_sq(rec, nparts, step, body):
-    """Phase :data:`SUM_SQ` of :func:`step_body` (``rec`` its record, ``body`` its address)
-    for optimizer step ``step``: sum the partials ``gpart[:nparts]`` into ``gpart[0]`` in
-    row order and return the squared L2 norm of the sum, accumulated in float64."""
-    sq = rec[6]
-    nc = n_chunks(rec[0].shape[0] // _itemsize(rec))
+    """Phase :data:`SUM_SQ` of :func:`step_body` (``rec`` a reference to its
+    :class:`StepArgs` record, ``launch.ref``; ``body`` its address) for optimizer step
+    ``step``: sum the partials ``gpart[:nparts]`` into ``gpart[0]`` in row order and return
+    the squared L2 norm of the sum, accumulated in float64."""
+    sq = rec.sq
+    nc = n_chunks(rec.theta.shape[0] // _itemsize(rec))
     _run_chunks(body, nc, pack((np.int64(nparts), np.int64(0), np.int64(step), np.int64(SUM_SQ), 1.0),
                                STEP_SCALARS, rec))  # fmt: skip
     total = 0.0
@@ -311,7 +329,7 @@ def update_(rec, n_decay, step, factor, body):
     """Phase :data:`UPDATE` of :func:`step_body`: the optimizer step ``step`` from the summed
     gradient ``gpart[0]`` scaled by ``factor``; weight decay on the first ``n_decay``
     parameters. The coefficients are those :func:`sum_partials_sq` stored for ``step``."""
-    nc = n_chunks(rec[0].shape[0] // _itemsize(rec))
+    nc = n_chunks(rec.theta.shape[0] // _itemsize(rec))
     _run_chunks(body, nc, pack((np.int64(1), np.int64(n_decay), np.int64(step), np.int64(UPDATE), float(factor)),
                                STEP_SCALARS, rec))  # fmt: skip
 
@@ -319,11 +337,12 @@ def update_(rec, n_decay, step, factor, body):
 @njit(**INLINE)
 def _itemsize(rec):
     """The float itemsize of a step record: ``coef`` holds :data:`N_COEF` of them."""
-    return rec[4].shape[0] // N_COEF
+    return rec.coef.shape[0] // N_COEF
 
 
 @njit(**SERIAL)
-def _step_py(rec, nparts, n_decay, step, body):
+def _step_py(args, nparts, n_decay, step, body):
+    rec = ref(args)
     sum_partials_sq(rec, nparts, step, body)
     update_(rec, n_decay, step, 1.0, body)
 
@@ -360,8 +379,8 @@ def optimizer_update_(theta: np.ndarray, gpart: np.ndarray, nparts: int, n_decay
 
 
 @njit(**SERIAL)
-def _sum_sq_py(rec, nparts, body):
-    return sum_partials_sq(rec, nparts, np.int64(1), body)
+def _sum_sq_py(args, nparts, body):
+    return sum_partials_sq(ref(args), nparts, np.int64(1), body)
 
 
 def sum_partials_squares(gpart: np.ndarray, nparts: int, opt: int = SGD) -> float:
