@@ -583,10 +583,7 @@ class Sequential:
                         numba.set_num_threads(run)
                     b1 = min(n_batches, b + length)
                     t0 = time.perf_counter()
-                    if cols:
-                        self._step, bad = columns.train_batches_cols(a, b, b1, self._step, bodies)
-                    else:
-                        self._step, bad = engine.train_batches(a, b, b1, self._step, bodies)
+                    self._step, bad = engine.train_batches(a, b, b1, self._step, bodies)
                     if bad >= 0:
                         raise TrainingDivergedError(epoch, int(bad), history)
                     seconds = time.perf_counter() - t0

@@ -23,7 +23,9 @@ One training step, for layers 0 .. L-1 (L >= 2):
 
 Then ``engine.finish_step`` checks, clips and updates, as for the row split. Each region
 is a body run by ``launch.run_blocks``, as in ``engine.py``; all take the same
-``engine.TrainArgs`` record. Dropout masks
+``engine.TrainArgs`` record, and ``engine.train_batches`` runs them (its ``bodies`` from
+:func:`train_bodies`). Like the row passes, the bodies are written on addresses (see
+``engine.py``), so they compile once for every dtype. Dropout masks
 are keyed by (row, unit), so both splits draw the same masks; results equal the row
 split's up to the order of floating-point sums (tested).
 """
@@ -31,22 +33,11 @@ split's up to the order of floating-point sums (tested).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, types
 
-from .._config import INLINE, SERIAL
 from .blas import gemm_at
-from .dropout import step_key
-from .engine import _at, batch_weight, finish_step, gather_rows_, loss_rows_, step_address_of
-from .launch import CTX, address, body_address, call_void, imin, pack, ref, run_blocks, unpack
+from .engine import COLS_STEP, _at, gather_rows_, loss_rows_, step_address_of
+from .launch import CTX, address, body_address, call_void, unpack
 from .losses import CROSS_ENTROPY
-
-#: Per-call scalars of the bodies here: first and end position of the batch in ``order``,
-#: the layer, the batch's total sample weight and its dropout key.
-COLS_STEP = types.Tuple((types.int64, types.int64, types.int64, types.float64, types.uint64))
-
-#: Positions of this split's bodies in the ``bodies`` address array, after
-#: ``engine.BLOCK`` and ``OPT_STEP`` (the first unused here).
-GATHER, FORWARD_COLS, OUTPUT_ROWS, BACKWARD_COLS = range(2, 6)
 
 
 def gather_body(t, nb, ctx):
@@ -158,45 +149,10 @@ def backward_cols_body(t, nb, ctx):
 
 
 def train_bodies(a: object) -> np.ndarray:
-    """The ``bodies`` array of :func:`train_batches_cols` for the ``engine.TrainArgs`` record
-    ``a`` (the row split's block body is not used: 0)."""
+    """The ``bodies`` array of ``engine.train_batches`` for the column split, for the
+    ``engine.TrainArgs`` record ``a``: no row-split body (0, which selects this split), the
+    optimizer's step body, then this module's bodies at ``engine.GATHER`` ..
+    ``engine.BACKWARD_COLS``."""
     bodies = [body_address(fn, COLS_STEP, a) for fn in (gather_body, forward_cols_body, output_rows_body,
                                                          backward_cols_body)]  # fmt: skip
     return np.array([0, step_address_of(a), *bodies], dtype=np.int64)
-
-
-@njit(**INLINE)
-def _region_of(body, n, s, e, l, wsum, key, a):
-    run_blocks(body, n, pack((np.int64(s), np.int64(e), np.int64(l), np.float64(wsum), key), COLS_STEP, a))
-
-
-@njit(**SERIAL)
-def train_batches_cols(args, b0, b1, step, bodies):
-    """:func:`engine.train_batches` with the column split (module docstring), for networks
-    with at least one hidden layer. ``a.n_threads`` column blocks per hidden layer; the
-    gradient goes straight into ``gpart[0]``. Same arguments and result; ``bodies`` also
-    holds this module's (``GATHER`` .. ``BACKWARD_COLS``)."""
-    a = ref(args)  # read in place: passing the record value on would copy it (launch.RecordRef)
-    N = a.order.shape[0]
-    L = a.fwd.shape[0]
-    bs = a.batch_size
-    nb = a.n_threads
-    for bi in range(b0, b1):
-        s = bi * bs
-        e = imin(N, s + bs)
-        B = e - s
-        wsum = batch_weight(a.sw, a.order[s:e])
-        if wsum == 0.0:
-            continue  # every row has weight 0: nothing to learn, no step
-        nr = imin(nb, B)
-        key = step_key(a.seed, step + 1)
-        _region_of(bodies[GATHER], nr, s, e, 0, wsum, key, a)
-        for l in range(L - 1):
-            _region_of(bodies[FORWARD_COLS], nb, s, e, l, wsum, key, a)
-        _region_of(bodies[OUTPUT_ROWS], nr, s, e, L - 1, wsum, key, a)
-        for l in range(L - 2, -1, -1):
-            _region_of(bodies[BACKWARD_COLS], nb, s, e, l, wsum, key, a)
-        ok, step = finish_step(1, nr, wsum, step, a, bodies)
-        if not ok:
-            return step, bi
-    return step, np.int64(-1)

@@ -190,9 +190,13 @@ NO_SCALARS = types.Tuple(())
 #: layer through a function chosen by ``X``'s type added 1-2 s to a cold first fit).
 SPARSE = False
 
-#: Positions in the ``bodies`` address array of the training drivers (:func:`train_bodies`;
-#: the column split's bodies follow these).
-BLOCK, OPT_STEP = range(2)
+#: Positions in the ``bodies`` address array of :func:`train_batches`: the row split's body,
+#: the optimizer's step body, then the column split's bodies (``columns.py``).
+BLOCK, OPT_STEP, GATHER, FORWARD_COLS, OUTPUT_ROWS, BACKWARD_COLS = range(6)
+
+#: Per-call scalars of the column split's bodies: first and end position of the batch in
+#: ``order``, the layer, the batch's total sample weight and its dropout key.
+COLS_STEP = types.Tuple((types.int64, types.int64, types.int64, types.float64, types.uint64))
 
 
 @njit(**INLINE)
@@ -508,10 +512,13 @@ def batch_gradients(a, wsum, nb, bodies):
 def train_batches(args, b0, b1, step, bodies):
     """Batches ``b0 .. b1-1`` of an epoch over ``X[order]``, all in compiled code; ``a`` is
     the :class:`TrainArgs` record, ``step`` the optimizer's step count so far and
-    ``bodies`` the addresses of the bodies (``BLOCK``, ``OPT_STEP``).
+    ``bodies`` the addresses of the bodies (:func:`train_bodies`, or for the column split
+    ``columns.train_bodies``, whose ``BLOCK`` is 0).
 
-    Each batch: one parallel region (the row blocks, each running
-    :func:`block_gradients_`) for forward + loss + backward, then :func:`finish_step`: the
+    Each batch: forward + loss + backward, in one parallel region for the row split (the
+    row blocks, each running :func:`block_gradients_`) or one per layer for the column
+    split (``columns.py``: ``GATHER``, ``FORWARD_COLS``, ``OUTPUT_ROWS`` and
+    ``BACKWARD_COLS``), then :func:`finish_step`: the
     sum of the per-thread partial gradients and their squared norm (a parallel region for
     large networks), a check that the loss and the gradient are finite, the clipping of the
     gradient to global norm ``clipnorm`` (when > 0), and the optimizer update (parallel for
@@ -526,19 +533,41 @@ def train_batches(args, b0, b1, step, bodies):
     a = ref(args)  # read in place: passing the record value on would copy it (launch.RecordRef)
     N = a.order.shape[0]
     bs = a.batch_size
+    L = a.fwd.shape[0]
+    cols = bodies[BLOCK] == 0  # the column split's bodies (columns.train_bodies)
     for bi in range(b0, b1):
         s = bi * bs
         e = imin(N, s + bs)
         wsum = batch_weight(a.sw, a.order[s:e])
         if wsum == 0.0:
             continue  # every row has weight 0: nothing to learn, no step
-        nb = n_blocks(e - s, a.n_threads, a.min_rows)
         key = step_key(a.seed, step + 1)
-        run_blocks(bodies[BLOCK], nb, pack((np.int64(s), np.int64(e), np.float64(wsum), key), STEP, a))
-        ok, step = finish_step(nb, nb, wsum, step, a, bodies)
+        if cols:
+            # one region per layer (see columns.py): the gather and the output layer by rows,
+            # the hidden layers by column blocks; the gradient goes straight into gpart[0]
+            nc = a.n_threads
+            nr = imin(nc, e - s)
+            _region(bodies[GATHER], nr, s, e, 0, wsum, key, a)
+            for l in range(L - 1):
+                _region(bodies[FORWARD_COLS], nc, s, e, l, wsum, key, a)
+            _region(bodies[OUTPUT_ROWS], nr, s, e, L - 1, wsum, key, a)
+            for l in range(L - 2, -1, -1):
+                _region(bodies[BACKWARD_COLS], nc, s, e, l, wsum, key, a)
+            nparts, nl = 1, nr
+        else:
+            nb = n_blocks(e - s, a.n_threads, a.min_rows)
+            run_blocks(bodies[BLOCK], nb, pack((np.int64(s), np.int64(e), np.float64(wsum), key), STEP, a))
+            nparts, nl = nb, nb
+        ok, step = finish_step(nparts, nl, wsum, step, a, bodies)
         if not ok:
             return step, bi
     return step, np.int64(-1)
+
+
+@njit(**INLINE)
+def _region(body, n, s, e, l, wsum, key, a):
+    """One parallel region of the column split: ``body`` for layer ``l`` in ``n`` pieces."""
+    run_blocks(body, n, pack((np.int64(s), np.int64(e), np.int64(l), np.float64(wsum), key), COLS_STEP, a))
 
 
 @njit(**INLINE)

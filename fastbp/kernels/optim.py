@@ -276,10 +276,13 @@ def step_body(c, n, ctx):
             gc[i] = gc[i] * factor
     wd, keep, nesterov = _decay_terms(OPT, hyper, coef)
     mid = imin(imax(n_decay, lo), hi)
-    # weights, then biases (no weight decay); m[lo:mid] of an unused, empty m is empty
-    UPDATE_RANGE(theta[lo:mid], g[lo:mid], m[lo:mid], v[lo:mid], coef, wd, keep, nesterov)
-    zero, one = coef[_ZERO], coef[_ONE]
-    UPDATE_RANGE(theta[mid:hi], g[mid:hi], m[mid:hi], v[mid:hi], coef, zero, one, nesterov)
+    # weights, then biases (no weight decay): one loop, inlined once, run on both parts;
+    # m[p0:p1] of an unused, empty m is empty
+    for part in range(2):
+        p0, p1 = (lo, mid) if part == 0 else (mid, hi)
+        if part == 1:
+            wd, keep = coef[_ZERO], coef[_ONE]
+        UPDATE_RANGE(theta[p0:p1], g[p0:p1], m[p0:p1], v[p0:p1], coef, wd, keep, nesterov)
 
 
 def step_address(opt: int, dtype: object, record: StepArgs) -> int:
