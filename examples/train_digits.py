@@ -7,7 +7,8 @@ cross-entropy loss. The script prints the training loss curve, the training time
 held-out accuracy (about 97-98%).
 
 Run it with ``python examples/train_digits.py``. The first run in a fresh environment
-also compiles the kernels its network uses (about 11 s on 2 cores); later runs load them from Numba's cache.
+also compiles the kernels its network uses (about 7 s on 2 cores); later runs load them from Numba's
+cache.
 """
 
 from __future__ import annotations
