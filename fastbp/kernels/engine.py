@@ -183,11 +183,12 @@ STEP = types.Tuple((types.int64, types.int64, types.float64, types.uint64))
 NO_SCALARS = types.Tuple(())
 
 #: Whether the input is a ``sparse.CSR`` record: False here, so the dense functions read
-#: ``X`` as an array; :func:`block_address` and :func:`forward_address` compile copies of
-#: :func:`block_gradients_` and :func:`_forward_block` that see True. A branch on a global
-#: constant is removed before Numba types the function, so a dense network compiles the
-#: dense code alone, as if the sparse code did not exist (measured: routing the first
-#: layer through a function chosen by ``X``'s type added 1-2 s to a cold first fit).
+#: ``X`` as bytes; :func:`block_address` and :func:`forward_address` compile copies of
+#: :func:`block_body` and :func:`forward_body` (and of :func:`gather_rows_`) that see True.
+#: A branch on a global constant is removed before Numba types the function, so a dense
+#: network compiles the dense code alone, as if the sparse code did not exist (measured:
+#: routing the first layer through a function chosen by ``X``'s type added 1-2 s to a cold
+#: first fit).
 SPARSE = False
 
 #: Positions in the ``bodies`` address array of :func:`train_batches`: the row split's body,
@@ -425,10 +426,11 @@ def loss_rows_(a, t, r0, r1, out, gout, scale):
     a.lpart[t] = call_loss_at(a.lossk, out, n, k, yi, nyi, yf, nyf, sw, nsw, gout, scale, GRAD)
 
 
-@njit(**INLINE)
-def block_gradients_(t, nb, s, e, wsum, key, a):
-    """Block ``t`` of ``nb`` of the batch ``X[order[s:e]]``: forward + loss + backward (one
-    thread); ``a`` is the :class:`TrainArgs` record.
+def block_body(t, nb, ctx):
+    """Body (``launch.py``) of the row split: block ``t`` of ``nb`` of the batch
+    ``X[order[s:e]]``, forward + loss + backward (one thread); ``a`` is the
+    :class:`TrainArgs` record. The body itself, not a helper it inlines: an inlined helper
+    of this size costs the compile a copy of its whole IR.
 
     Gathers the block's rows (targets, sample weights) into ``xb``/``ybi``/``ybf``/``wb``,
     so shuffling never copies the data set, then writes the block's partial gradient into
@@ -437,6 +439,7 @@ def block_gradients_(t, nb, s, e, wsum, key, a):
     block's metric sums go to ``mpart[t]`` (see ``losses.metric_sums_``). Buffers have
     R = ``xb.shape[0]`` >= e - s rows.
     """
+    (s, e, wsum, key), a = unpack(ctx, CTX)
     rows = a.order[s:e]
     B = e - s
     sizes = a.sizes
@@ -474,18 +477,12 @@ def block_gradients_(t, nb, s, e, wsum, key, a):
         )  # fmt: skip
 
 
-def block_body(t, nb, ctx):
-    """Body (``launch.py``) of the row split: :func:`block_gradients_` for block ``t``."""
-    (s, e, wsum, key), a = unpack(ctx, CTX)
-    block_gradients_(t, nb, s, e, wsum, key, a)
-
-
 def block_address(a: TrainArgs) -> int:
     """The address of :func:`block_body` for records of ``a``'s type (for a sparse ``X``,
-    with the sparse copy of :func:`block_gradients_`)."""
+    the copy that sees ``SPARSE = True``)."""
     if isinstance(a.X, CSR):
-        gradients = _sparse_variant(block_gradients_, gather_rows_=_sparse_variant(gather_rows_))
-        return body_address(block_body, STEP, a, "sparse", {"block_gradients_": gradients})
+        bindings = {"SPARSE": True, "gather_rows_": _sparse_variant(gather_rows_)}
+        return body_address(block_body, STEP, a, "sparse", bindings)
     return body_address(block_body, STEP, a)
 
 
@@ -502,7 +499,7 @@ def train_bodies(a: TrainArgs) -> np.ndarray:
 @njit(**SERIAL)
 def batch_gradients(a, wsum, nb, bodies):
     """Forward + loss + backward for the batch ``X[order]`` of :class:`TrainArgs` ``a``,
-    split into ``nb`` row blocks (see :func:`block_gradients_`): the first parallel region
+    split into ``nb`` row blocks (see :func:`block_body`): the first parallel region
     of :func:`train_batches` on its own, for ``loss_and_gradients``. No dropout."""
     N = a.order.shape[0]
     run_blocks(bodies[BLOCK], nb, pack((np.int64(0), np.int64(N), np.float64(wsum), np.uint64(0)), STEP, a))
@@ -516,7 +513,7 @@ def train_batches(args, b0, b1, step, bodies):
     ``columns.train_bodies``, whose ``BLOCK`` is 0).
 
     Each batch: forward + loss + backward, in one parallel region for the row split (the
-    row blocks, each running :func:`block_gradients_`) or one per layer for the column
+    row blocks, each running :func:`block_body`) or one per layer for the column
     split (``columns.py``: ``GATHER``, ``FORWARD_COLS``, ``OUTPUT_ROWS`` and
     ``BACKWARD_COLS``), then :func:`finish_step`: the
     sum of the per-thread partial gradients and their squared norm (a parallel region for
@@ -543,16 +540,21 @@ def train_batches(args, b0, b1, step, bodies):
             continue  # every row has weight 0: nothing to learn, no step
         key = step_key(a.seed, step + 1)
         if cols:
-            # one region per layer (see columns.py): the gather and the output layer by rows,
-            # the hidden layers by column blocks; the gradient goes straight into gpart[0]
+            # 2L regions (see columns.py): the gather by rows, hidden layers 0 .. L-2 by column
+            # blocks, the output layer by rows, hidden layers L-2 .. 0 backwards by column
+            # blocks; the gradient goes straight into gpart[0]. One loop, so one call site.
             nc = a.n_threads
             nr = imin(nc, e - s)
-            _region(bodies[GATHER], nr, s, e, 0, wsum, key, a)
-            for l in range(L - 1):
-                _region(bodies[FORWARD_COLS], nc, s, e, l, wsum, key, a)
-            _region(bodies[OUTPUT_ROWS], nr, s, e, L - 1, wsum, key, a)
-            for l in range(L - 2, -1, -1):
-                _region(bodies[BACKWARD_COLS], nc, s, e, l, wsum, key, a)
+            for r in range(2 * L):
+                if r == 0:
+                    body, n, l = bodies[GATHER], nr, 0
+                elif r < L:
+                    body, n, l = bodies[FORWARD_COLS], nc, r - 1
+                elif r == L:
+                    body, n, l = bodies[OUTPUT_ROWS], nr, L - 1
+                else:
+                    body, n, l = bodies[BACKWARD_COLS], nc, 2 * L - 1 - r
+                run_blocks(body, n, pack((np.int64(s), np.int64(e), np.int64(l), np.float64(wsum), key), COLS_STEP, a))
             nparts, nl = 1, nr
         else:
             nb = n_blocks(e - s, a.n_threads, a.min_rows)
@@ -564,15 +566,11 @@ def train_batches(args, b0, b1, step, bodies):
     return step, np.int64(-1)
 
 
-@njit(**INLINE)
-def _region(body, n, s, e, l, wsum, key, a):
-    """One parallel region of the column split: ``body`` for layer ``l`` in ``n`` pieces."""
-    run_blocks(body, n, pack((np.int64(s), np.int64(e), np.int64(l), np.float64(wsum), key), COLS_STEP, a))
 
-
-@njit(**INLINE)
-def _forward_block(t, nb, f):
-    """Thread ``t``'s rows of :func:`forward`, in chunks; ``f`` is the :class:`ForwardArgs`."""
+def forward_body(t, nb, ctx):
+    """Body (``launch.py``) of :func:`forward`: thread ``t``'s rows, in chunks; ``f`` is the
+    :class:`ForwardArgs` record."""
+    _, f = unpack(ctx, CTX)
     X = f.X
     sizes = f.sizes
     coff = f.coff
@@ -613,17 +611,11 @@ def _forward_block(t, nb, f):
             call_loss_at(f.lossk, p, e - s, k, p, np.int64(0), p, np.int64(0), p, np.int64(0), p, 0.0, LINK)
 
 
-def forward_body(t, nb, ctx):
-    """Body (``launch.py``) of :func:`forward`."""
-    _, f = unpack(ctx, CTX)
-    _forward_block(t, nb, f)
-
-
 def forward_address(f: ForwardArgs) -> int:
     """The address of :func:`forward_body` for records of ``f``'s type (for a sparse ``X``,
-    with the sparse copy of :func:`_forward_block`)."""
+    the copy that sees ``SPARSE = True``)."""
     if isinstance(f.X, CSR):
-        return body_address(forward_body, NO_SCALARS, f, "sparse", {"_forward_block": _sparse_variant(_forward_block)})
+        return body_address(forward_body, NO_SCALARS, f, "sparse", {"SPARSE": True})
     return body_address(forward_body, NO_SCALARS, f)
 
 
