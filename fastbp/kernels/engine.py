@@ -7,9 +7,11 @@ A batch of B rows is split into ``nb`` contiguous row blocks, one per thread
 one thread, then the fused epilogue while the block is in cache), computes the loss and
 its gradient on its rows, and runs the backward pass, writing its own partial weight
 gradients ``gpart[t]``. Rows are independent until the gradient sum, so a whole
-forward + backward pass is a single parallel region with no barrier inside. A second
-parallel region, the optimizer update, sums the partials in thread order and updates
-every parameter. Each region is a body run by ``launch.run_blocks`` (see ``launch.py``:
+forward + backward pass is a single parallel region with no barrier inside. Then the
+optimizer's step body (``optim.step_body``) runs twice over chunks of the parameters: once
+to sum the partials in thread order (and their squared norm, for the finiteness check and
+clipping), once to update every parameter. The column split (``columns.py``) runs one
+region per layer instead of the first. Each region is a body run by ``launch.run_blocks`` (see ``launch.py``:
 bodies are compiled once each and called through their addresses, which keeps the
 compile short); the drivers here are serial loops over batches. Only one thread pool
 (Numba's) ever runs, so nothing spins against anything else; and the result depends on
@@ -21,7 +23,7 @@ All parameters are one flat array ``theta``: layer ``l``'s weights are
 ``theta[woff[l]:woff[l] + sizes[l] * sizes[l+1]]`` viewed as (sizes[l], sizes[l+1]), and its
 biases ``theta[boff[l]:boff[l] + sizes[l+1]]``. Work buffers are flat too: layer ``l``'s
 (R, sizes[l+1]) region of a buffer with R rows starts at ``R * coff[l]``, where ``coff``
-is the running sum of layer widths. One signature per float dtype, whatever the depth.
+is the running sum of layer widths. One signature whatever the depth.
 
 The row passes
 --------------
@@ -37,7 +39,15 @@ callers pass the addresses of arrays they keep alive.
 
 The arguments travel as named records: :class:`TrainArgs` for training (and for
 ``loss_and_gradients``), :class:`ForwardArgs` for inference, :class:`LossArgs` for a loss
-over outputs. A body reads what it needs from the record by name.
+over outputs. A body reads what it needs from the record by name, through a reference
+(``launch.RecordRef``: a record value would be copied, field by field, at every
+assignment and inlined call). The training and inference records hold their float arrays
+as bytes (``ndarray.view(np.uint8)``, the same memory) and the float itemsize as ``isz``:
+the drivers and bodies here only move bytes and addresses, and the float arithmetic lives
+in per-dtype callbacks (activations, losses, dropout, column sums, the optimizer's step),
+so one compiled driver and one body serve float32 and float64 (a sparse ``X`` is the
+exception: its passes view the bytes back as its dtype, ``launch.as_dtype``, and are
+compiled per dtype).
 """
 
 from __future__ import annotations
@@ -81,15 +91,17 @@ class TrainArgs(NamedTuple):
     ``theta``, ``sizes``, ``fwd``/``bwd`` (each layer's activation kernels, from
     ``activations.addresses``), ``woff``, ``boff``, ``coff`` (module docstring),
     ``loss`` code, ``lossk`` (its kernels, ``losses.loss_kernels``), ``sumk`` (the column-sums
-    kernel, ``dense.column_sums_address``), ``drop`` (dropout rate
-    per slot, or empty), ``dropk`` (the dropout kernels,
-    ``dropout.dropout_addresses``, or empty), ``seed`` (uint64, the
-    epoch's dropout seed). The optimizer: ``opt`` code, ``hyper`` (float64), ``clipnorm``
-    (0: none), state ``m``, ``v``, scratch ``coef``, ``n_decay`` (weights decayed). Work
-    buffers of R rows: ``xb``, ``ybi``, ``ybf``, ``wb`` (the gathered batch), ``abuf``,
-    ``zbuf``, ``gbuf`` (activations, pre-activations, gradients), ``gpart`` (partial
-    gradients), ``lpart`` (loss sums), ``mpart`` (metric sums, or empty), ``sq`` (squared
-    norm per chunk) and ``acc`` (float64: [0] loss sum, [1] weight, [2:5] metric sums).
+    kernel, ``dense.column_sums_address``), ``isz`` (the float itemsize), ``drop`` (dropout
+    rate per slot, or empty), ``dropk`` (the dropout kernels, ``dropout.dropout_addresses``,
+    or empty), ``seed`` (uint64, the epoch's dropout seed). The optimizer: ``opt`` code,
+    ``hyper`` (float64), ``clipnorm`` (0: none), state ``m``, ``v``, scratch ``coef``,
+    ``n_decay`` (weights decayed). Work buffers of R rows: ``xb``, ``ybi``, ``ybf``, ``wb``
+    (the gathered batch), ``abuf``, ``zbuf``, ``gbuf`` (activations, pre-activations,
+    gradients), ``gpart`` (partial gradients), ``lpart`` (loss sums), ``mpart`` (metric
+    sums, or empty), ``sq`` (squared norm per chunk) and ``acc`` (float64: [0] loss sum,
+    [1] weight, [2:5] metric sums).
+    ``X`` (a dense one), ``yf``, ``theta``, ``m``, ``v``, ``coef``, ``xb``, ``ybf``, ``abuf``,
+    ``zbuf``, ``gbuf`` and ``gpart`` are bytes (module docstring).
     """
 
     X: np.ndarray
@@ -139,9 +151,11 @@ class ForwardArgs(NamedTuple):
     """What :func:`forward` reads and writes: input ``X``, the network (as in
     :class:`TrainArgs`), rows per chunk ``chunk``, per-thread buffers ``abuf``/``zbuf``
     (each thread ``chunk * coff[-1]`` elements), ``link`` (apply the loss's output link),
-    the ``loss`` code and its kernels ``lossk``, the output ``out`` (N, k), and an empty
+    the ``loss`` code and its kernels ``lossk``, the output ``out`` (N, k), an empty
     float64 array ``nodrop`` (no dropout at inference; passed in, since allocating it in
-    compiled code would compile NumPy's allocator into the body)."""
+    compiled code would compile NumPy's allocator into the body) and the float itemsize
+    ``isz``. ``X`` (a dense one), ``theta``, ``abuf``, ``zbuf`` and ``out`` are bytes (module
+    docstring)."""
 
     X: np.ndarray
     theta: np.ndarray
