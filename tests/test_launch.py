@@ -9,7 +9,21 @@ import pytest
 from numba import njit, types
 from numba.core.errors import TypingError
 
-from fastbp.kernels.launch import CTX, body_address, call_void, pack, run_blocks, run_serial, specialise, unpack
+from fastbp.kernels.blas import gemm_at
+from fastbp.kernels.launch import (
+    CTX,
+    address,
+    as_dtype,
+    body_address,
+    call_void,
+    cview,
+    pack,
+    ref,
+    run_blocks,
+    run_serial,
+    specialise,
+    unpack,
+)
 
 SCALARS = types.Tuple((types.int64, types.float64))
 
@@ -27,7 +41,7 @@ def _fill_body(t, n, ctx):
 
 @njit
 def _drive(rec, body, n, parallel):
-    ctx = pack((np.int64(3), 0.5), SCALARS, rec)
+    ctx = pack((np.int64(3), 0.5), SCALARS, rec)  # a named record: stored as a pointer to a copy
     if parallel:
         run_blocks(body, n, ctx)
     else:
@@ -97,3 +111,67 @@ def test_a_fresh_process_runs_a_cached_caller(tmp_path):
                              timeout=300)  # fmt: skip
         assert out.returncode == 0, out.stderr[-2000:]
         assert out.stdout.strip() == "[5.0, 8.0, 11.0, 14.0]"  # 3 t + n + offset
+
+
+@njit
+def _drive_by_ref(rec, body, n):
+    r = ref(rec)  # a reference: pack stores the pointer itself
+    run_blocks(body, n, pack((np.int64(3), 0.5), SCALARS, r))
+    return r.offset + r.out.shape[0]  # fields read through the reference
+
+
+def test_a_record_reference_reads_and_writes_the_record_in_place():
+    """The body sees the caller's record through a reference (``launch.RecordRef``): writes
+    land in the caller's arrays, scalars read back, whether ``pack`` got the record or a
+    ``ref`` to it."""
+    rec = Record(np.full(5, np.nan), 10.0)
+    assert _drive_by_ref(rec, body_address(_fill_body, SCALARS, rec), 5) == 15.0
+    np.testing.assert_array_equal(rec.out, 3.0 * np.arange(5) + 5 + 10.0)
+
+
+@njit
+def _views(raw, p, n):
+    return as_dtype(raw, np.float32), cview(p, (n,), np.float64), address(raw)
+
+
+def test_byte_views_read_the_same_memory():
+    """``as_dtype`` reads a uint8 view back as floats (the records' bytes), ``cview`` views
+    a data pointer, ``address`` gives one; all without copying."""
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    y = np.linspace(0.0, 1.0, 7)
+    back, view, addr = _views(x.view(np.uint8), y.ctypes.data, 7)
+    assert back.shape == (3, 4) and back.dtype == np.float32
+    np.testing.assert_array_equal(back, x)
+    back[1, 2] = -1.0
+    assert x[1, 2] == -1.0  # the same memory
+    np.testing.assert_array_equal(view, y)
+    assert addr == x.ctypes.data
+
+
+@njit
+def _gemm_at(isz, ta, tb, m, n, k, a, lda, b, ldb, c, ldc):
+    gemm_at(isz, ta, tb, m, n, k, a, lda, b, ldb, c, ldc)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("ta", "tb"), [(False, False), (True, False), (False, True), (True, True)])
+def test_gemm_at_equals_numpy_on_column_blocks(rng, dtype, ta, tb):
+    """``gemm_at`` (addresses, row strides in elements, sgemm or dgemm by itemsize) on
+    column blocks of wider row-major matrices equals NumPy, and writes nothing outside
+    ``c``'s block; an empty ``c`` calls nothing."""
+    isz = np.dtype(dtype).itemsize
+    a_full = rng.standard_normal((9, 11)).astype(dtype)
+    b_full = rng.standard_normal((9, 13)).astype(dtype)
+    c_full = np.full((10, 15), 7.0, dtype)
+    am, ak = (5, 7) if ta else (7, 5)  # op(a) is 7 x 5
+    bk, bn = (6, 5) if tb else (5, 6)  # op(b) is 5 x 6
+    a = a_full[1 : 1 + am, 2 : 2 + ak]
+    b = b_full[2 : 2 + bk, 3 : 3 + bn]
+    c = c_full[2:9, 4:10]  # 7 x 6
+    _gemm_at(isz, ta, tb, 7, 6, 5, a.ctypes.data, 11, b.ctypes.data, 13, c.ctypes.data, 15)
+    expect = (a.T if ta else a) @ (b.T if tb else b)
+    np.testing.assert_allclose(c, expect, rtol=1e-5 if dtype == np.float32 else 1e-13, atol=1e-5)
+    outside = c_full.copy()
+    outside[2:9, 4:10] = 7.0
+    assert (outside == 7.0).all()
+    _gemm_at(isz, ta, tb, 0, 6, 5, a.ctypes.data, 11, b.ctypes.data, 13, c.ctypes.data, 15)  # empty: no call
