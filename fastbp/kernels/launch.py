@@ -357,8 +357,6 @@ def unpack(typingctx, addr, ctx_type):
         return None
     ty = ctx_type.instance_type
     scalars, record = ty.types
-    if isinstance(record, RecordRef):
-        record = record.record
     by_ref = _by_ref(record)
     retty = types.Tuple((scalars, RecordRef(record))) if by_ref else ty
     sig = retty(addr, ctx_type)
