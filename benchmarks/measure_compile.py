@@ -12,11 +12,11 @@ not compile), then the first step again on the warm cache:
 
 Each step prints its wall time (import + compile + fit + predict) and, from Numba's
 ``"numba:compile"`` events and the ``numba.cfunc`` compiles (kernels and bodies, see
-``fastbp/kernels/launch.py``; timed by wrapping the decorator), every function compiled: how many specialisations, the
-inclusive seconds (its own compile and every callee compiled inside it) and the
-self seconds (inclusive less the nested compiles of other functions; Numba compiles a
-callee on its own first and then again inside each caller's module, which the caller's
-self time holds). Usage::
+``fastbp/kernels/launch.py``; timed by wrapping ``CFunc.compile``), every function
+compiled: how many specialisations, the inclusive seconds (its own compile and every
+callee compiled inside it) and the self seconds (inclusive less the nested compiles of
+other functions; Numba compiles a callee on its own first and then again inside each
+caller's module, which the caller's self time holds). Usage::
 
     python benchmarks/measure_compile.py [--steps first,columns,kinds,float64,warm] [--top 15] [--json PATH]
 
@@ -53,24 +53,20 @@ CHILD = textwrap.dedent(
 
     ev.register("numba:compile", Recorder())
 
-    import numba
+    from numba.core.ccallback import CFunc
 
-    _cfunc = numba.cfunc
+    _compile = CFunc.compile
 
-    def timed_cfunc(sig, **options):  # a cfunc compiles when decorated, with no event
-        decorate = _cfunc(sig, **options)
+    def timed_compile(self):  # a cfunc compiles (or loads) when made, with no event
+        fn = self._pyfunc
+        stack.append((f"{fn.__module__}.{fn.__qualname__}", time.perf_counter()))
+        try:
+            return _compile(self)
+        finally:
+            name, start = stack.pop()
+            events.append((name, start, time.perf_counter(), len(stack)))
 
-        def wrap(fn):
-            stack.append((f"{fn.__module__}.{fn.__qualname__}", time.perf_counter()))
-            try:
-                return decorate(fn)
-            finally:
-                name, start = stack.pop()
-                events.append((name, start, time.perf_counter(), len(stack)))
-
-        return wrap
-
-    numba.cfunc = timed_cfunc
+    CFunc.compile = timed_compile
     import numpy as np
     import fastbp as fb
 

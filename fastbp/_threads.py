@@ -144,8 +144,9 @@ def _numba_blas() -> list:
     """threadpoolctl controllers of the BLAS that Numba's ``np.dot`` calls (SciPy's)."""
     global _blas_libs
     if _blas_libs is None:
-        import scipy.linalg.cython_blas  # noqa: F401  (loads the library Numba will call)
         from threadpoolctl import ThreadpoolController
+
+        from .kernels import blas  # noqa: F401  (loads the library the kernels call)
 
         libs = ThreadpoolController().select(user_api="blas").lib_controllers
         scipy_libs = [c for c in libs if f"scipy{os.sep}" in c.filepath or "scipy.libs" in c.filepath]

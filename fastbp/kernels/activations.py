@@ -39,6 +39,7 @@ from numba import njit, types
 from numba.extending import intrinsic
 
 from .._config import INLINE, SERIAL
+from .cache import prompt
 from .launch import cached_callback, call_void, compile_callback, cview, specialise
 
 LEAKY_SLOPE = 0.01
@@ -634,3 +635,6 @@ __all__ = [
     "bias_act_",
     "bias_act_cols_",
 ]
+
+
+prompt(globals())  # load this module's cached kernels without Numba's registry refresh (cache.py)

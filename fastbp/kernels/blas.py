@@ -4,44 +4,103 @@
 The engine's column split (``engine.py``) gives each thread a block of columns of a
 row-major matrix, a view with a row stride longer than its width, so it calls the BLAS
 routine itself: :func:`gemm` passes each view's data pointer and leading dimension to
-``numba_xxgemm``, the helper through which Numba's own ``np.dot`` reaches SciPy's
-OpenBLAS (so the same BLAS, held to one thread the same way, and the cache works as for
-``np.dot``).
+SciPy's ``sgemm``/``dgemm`` (``scipy.linalg.cython_blas``, the OpenBLAS Numba's own
+``np.dot`` calls, held to one thread the same way). Compiled code calls them through
+two symbols, :data:`SGEMM` and :data:`DGEMM`, registered with LLVM at import, so cached
+code finds them in every process.
 """
 
 from __future__ import annotations
 
+import ctypes
+import importlib.util
+import os
+import sys
+from importlib.machinery import EXTENSION_SUFFIXES, ExtensionFileLoader
+from types import ModuleType
+
+from llvmlite import binding as llvm
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 from numba.np.arrayobj import make_array
-from numba.np.linalg import ensure_blas
-
-ensure_blas()  # SciPy's BLAS must be importable: the same requirement as np.dot's
 
 _CHAR = ir.IntType(8)
+_INT = ir.IntType(32)  # the Fortran INTEGER of SciPy's BLAS (LP64)
 _VOIDP = ir.IntType(8).as_pointer()
+_MODULE = "scipy.linalg.cython_blas"
+
+#: The symbols compiled code calls for single and double precision ``?gemm``.
+SGEMM, DGEMM = "fastbp_sgemm", "fastbp_dgemm"
 
 
-def _call_xxgemm(context, builder, kind, ta, tb, m, n, k, one, a, lda, b, ldb, zero, c, ldc) -> None:
-    """Emit ``numba_xxgemm`` for row-major ``c`` (m, n) = op(a) @ op(b), all LLVM values:
-    ``kind`` the BLAS letter (i8), ``ta``/``tb`` the transpose flags (i1), the sizes and
+def _cython_blas() -> ModuleType:
+    """SciPy's ``cython_blas`` module. Unless ``scipy.linalg`` is imported already, its
+    extension is loaded on its own: the package ``scipy.linalg`` around it takes 0.13 s
+    to import (NumPy's f2py and SciPy's array-API layer among it), a quarter of a warm
+    start (measured). The module is then taken out of ``sys.modules`` again, so that a
+    later ``import scipy.linalg.cython_blas`` is the ordinary import (which finds this
+    same module: Cython keeps one instance per process). Any surprise in SciPy's layout
+    falls back to the ordinary import."""
+    if _MODULE in sys.modules:
+        return sys.modules[_MODULE]
+    try:
+        import scipy
+
+        folder = os.path.join(os.path.dirname(scipy.__file__), "linalg")
+        paths = (os.path.join(folder, "cython_blas" + suffix) for suffix in EXTENSION_SUFFIXES)
+        path = next(p for p in paths if os.path.isfile(p))
+        loader = ExtensionFileLoader(_MODULE, path)
+        module = importlib.util.module_from_spec(importlib.util.spec_from_loader(_MODULE, loader))
+        loader.exec_module(module)
+        module.__pyx_capi__["sgemm"], module.__pyx_capi__["dgemm"]  # noqa: B018 (fail here, not later)
+    except Exception:  # noqa: BLE001
+        sys.modules.pop(_MODULE, None)
+        return importlib.import_module(_MODULE)
+    sys.modules.pop(_MODULE, None)
+    return module
+
+
+def _address(capsule: object) -> int:
+    """The function pointer a Cython ``__pyx_capi__`` capsule holds."""
+    api = ctypes.pythonapi
+    api.PyCapsule_GetName.restype, api.PyCapsule_GetName.argtypes = ctypes.c_char_p, [ctypes.py_object]
+    api.PyCapsule_GetPointer.restype = ctypes.c_void_p
+    api.PyCapsule_GetPointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+    return api.PyCapsule_GetPointer(capsule, api.PyCapsule_GetName(capsule))
+
+
+_capi = _cython_blas().__pyx_capi__
+llvm.add_symbol(SGEMM, _address(_capi["sgemm"]))
+llvm.add_symbol(DGEMM, _address(_capi["dgemm"]))
+
+
+def _call_gemm(context, builder, single, ta, tb, m, n, k, one, a, lda, b, ldb, zero, c, ldc) -> None:
+    """Emit ``sgemm`` (``single``, an i1) or ``dgemm`` for row-major ``c`` (m, n) =
+    op(a) @ op(b), all LLVM values: ``ta``/``tb`` the transpose flags (i1), the sizes and
     row strides intp, ``a``/``b``/``c`` data pointers and ``one``/``zero`` pointers to
-    alpha = 1 and beta = 0 in the matrices' dtype. Nothing is called when ``c`` is empty."""
+    alpha = 1 and beta = 0 in the matrices' dtype. BLAS takes every argument by reference,
+    Fortran's way. Nothing is called when ``c`` is empty."""
     intp = context.get_value_type(types.intp)
+    fnty = ir.FunctionType(ir.VoidType(), [_VOIDP] * 13)
+    fn = builder.select(single, *(cgutils.get_or_insert_function(builder.module, fnty, s) for s in (SGEMM, DGEMM)))
+
+    def ref(value):
+        return builder.bitcast(cgutils.alloca_once_value(builder, value), _VOIDP)
 
     def trans(flag):
-        return builder.select(flag, ir.Constant(_CHAR, ord("t")), ir.Constant(_CHAR, ord("n")))
+        return ref(builder.select(flag, ir.Constant(_CHAR, ord("t")), ir.Constant(_CHAR, ord("n"))))
 
-    args = [_CHAR, _CHAR, _CHAR, intp, intp, intp, _VOIDP, _VOIDP, intp, _VOIDP, intp, _VOIDP, _VOIDP, intp]
-    fnty = ir.FunctionType(ir.IntType(32), args)
-    fn = cgutils.get_or_insert_function(builder.module, fnty, "numba_xxgemm")
+    def integer(value):
+        return ref(builder.trunc(value, _INT))
+
     nothing = ir.Constant(intp, 0)
     nonempty = builder.and_(builder.icmp_signed("!=", m, nothing), builder.icmp_signed("!=", n, nothing))
     with builder.if_then(nonempty):
         # row-major c = op(a) op(b) is column-major c^T = op(b)^T op(a)^T
-        builder.call(fn, (kind, trans(tb), trans(ta), n, m, k, one, b, ldb, a, lda, zero, c, ldc))
+        builder.call(fn, (trans(tb), trans(ta), integer(n), integer(m), integer(k), one, b, integer(ldb), a,
+                          integer(lda), zero, c, integer(ldc)))  # fmt: skip
 
 
 def _flags(t: types.Type) -> bool:
@@ -81,8 +140,8 @@ def gemm(typingctx, a, trans_a, b, trans_b, c):
         def data(x):
             return builder.bitcast(x.data, _VOIDP)
 
-        kind = ir.Constant(_CHAR, ord("s" if dtype == types.float32 else "d"))
-        _call_xxgemm(context, builder, kind, ta, tb, c_shape[0], c_shape[1], builder.select(ta, a_shape[0], a_shape[1]),
+        single = ir.Constant(ir.IntType(1), dtype == types.float32)
+        _call_gemm(context, builder, single, ta, tb, c_shape[0], c_shape[1], builder.select(ta, a_shape[0], a_shape[1]),
                      scalar(1.0), data(av), ld(av), data(bv), ld(bv), scalar(0.0), data(cv), ld(cv))  # fmt: skip
         return context.get_dummy_value()
 
@@ -116,8 +175,7 @@ def gemm_at(typingctx, itemsize, trans_a, trans_b, m, n, k, a, lda, b, ldb, c, l
         def pointer(i):
             return builder.inttoptr(v[i], _VOIDP)
 
-        kind = builder.select(single, ir.Constant(_CHAR, ord("s")), ir.Constant(_CHAR, ord("d")))
-        _call_xxgemm(context, builder, kind, v[1], v[2], v[3], v[4], v[5], scalar(1.0), pointer(6), v[7], pointer(8),
+        _call_gemm(context, builder, single, v[1], v[2], v[3], v[4], v[5], scalar(1.0), pointer(6), v[7], pointer(8),
                      v[9], scalar(0.0), pointer(10), v[11])  # fmt: skip
         return context.get_dummy_value()
 

@@ -16,6 +16,7 @@ from numba import njit, types
 from .._config import INLINE
 from .activations import act_backward_, bias_act_
 from .blas import gemm
+from .cache import prompt
 from .launch import cached_callback, compile_callback, cview, specialise
 
 
@@ -94,3 +95,6 @@ def column_sums_address(dtype: object) -> int:
     dt = np.dtype(dtype)
     build = lambda: compile_callback(SUMS_SIG, specialise(column_sums_kernel, dt.name, {"DTYPE": dt.type}))  # noqa: E731
     return cached_callback((column_sums_kernel, dt), build).address
+
+
+prompt(globals())  # load this module's cached kernels without Numba's registry refresh (cache.py)

@@ -27,6 +27,7 @@ import numpy as np
 from numba import njit, types
 
 from .._config import INLINE
+from .cache import prompt
 from .launch import cached_callback, call_void, compile_callback, cview, specialise
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -192,3 +193,6 @@ def keep_mask(n_rows: int, n_units: int, slot: int, n_slots: int, key: int, rate
     v = np.ones((n_rows, n_units))
     dropout_forward_(v, np.int64(0), np.int64(slot), np.int64(n_slots), np.uint64(key), float(rate))
     return v != 0
+
+
+prompt(globals())  # load this module's cached kernels without Numba's registry refresh (cache.py)

@@ -60,6 +60,7 @@ from numba import njit, types
 from .._config import INLINE, SERIAL
 from .activations import act_backward_, bias_act_
 from .blas import gemm_at
+from .cache import prompt
 from .dense import column_sums, dense_backward, dense_forward
 from .dropout import drop_backward_, drop_forward_, step_key
 from .launch import (
@@ -580,7 +581,6 @@ def train_batches(args, b0, b1, step, bodies):
     return step, np.int64(-1)
 
 
-
 def forward_body(t, nb, ctx):
     """Body (``launch.py``) of :func:`forward`: thread ``t``'s rows, in chunks; ``f`` is the
     :class:`ForwardArgs` record."""
@@ -690,3 +690,6 @@ def loss_sum(la, nb, body):
     for t in range(nb):
         total += la.lpart[t]
     return total
+
+
+prompt(globals())  # load this module's cached kernels without Numba's registry refresh (cache.py)

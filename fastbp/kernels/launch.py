@@ -40,7 +40,7 @@ import numba
 import numpy as np
 from llvmlite import binding as llvm
 from llvmlite import ir
-from numba import cfunc, njit, prange, types
+from numba import njit, prange, types
 from numba.core import cgutils
 from numba.core.datamodel import models
 from numba.core.errors import TypingError
@@ -50,6 +50,7 @@ from numba.extending import infer_getattr, intrinsic, lower_getattr_generic, reg
 from numba.np.arrayobj import make_array, populate_array
 
 from .._config import INLINE, PARALLEL, SERIAL
+from .cache import callback, prompt
 
 #: The context type, as a body's compiled copy sees it (:func:`body_address` binds it; a
 #: body's module imports this name so that the plain function reads as it will run).
@@ -452,7 +453,7 @@ _lock = threading.RLock()  # re-entrant: a build may ask for another callback
 def compile_callback(sig: types.Type, fn: Callable) -> object:
     """``numba.cfunc(sig)`` of the plain function ``fn`` (usually a :func:`specialise` copy),
     with the kernels' options; recorded in :data:`CALLBACKS`."""
-    compiled = cfunc(sig, **SERIAL)(fn)
+    compiled = callback(sig, fn, SERIAL)
     CALLBACKS[f"{fn.__module__}.{fn.__qualname__}"] = compiled
     return compiled
 
@@ -546,3 +547,6 @@ def _body_address(fn: Callable, scalars_type: types.Type, record: object, name: 
         return compile_callback(BODY_SIG, specialise(fn, suffix, {"CTX": ctx_type, **(bindings or {})}))
 
     return cached_callback((fn, ctx_type, name), build).address
+
+
+prompt(globals())  # load this module's cached kernels without Numba's registry refresh (cache.py)

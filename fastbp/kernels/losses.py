@@ -48,6 +48,7 @@ from numba import njit, types
 
 from .._config import INLINE, SERIAL
 from .activations import sigmoid, softplus
+from .cache import prompt
 from .launch import cached_callback, call_f64, compile_callback, cview, specialise
 
 HUBER_DELTA = 1.0
@@ -505,3 +506,6 @@ def link_(a: np.ndarray, loss: int) -> None:
     exp, or nothing."""
     e = np.zeros(0)
     _call_loss_py(loss_address(loss, a.dtype, LINK), a, np.zeros(0, np.int64), a[:0], e, e, 0.0, LINK)
+
+
+prompt(globals())  # load this module's cached kernels without Numba's registry refresh (cache.py)

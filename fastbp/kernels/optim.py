@@ -41,6 +41,7 @@ import numpy as np
 from numba import njit, types
 
 from .._config import INLINE, SERIAL
+from .cache import prompt
 from .launch import CTX, as_dtype, body_address, imax, imin, pack, ref, run_blocks, run_serial, unpack
 
 #: Optimizer names in code order (each code's update loop: :data:`RANGES`).
@@ -395,3 +396,6 @@ def sum_partials_squares(gpart: np.ndarray, nparts: int, opt: int = SGD) -> floa
     rec = step_record(np.zeros(P, dt), gpart, empty, empty, np.zeros(N_COEF, dt), np.zeros(N_HYPER),
                       np.zeros(n_chunks.py_func(P)))  # fmt: skip
     return float(_sum_sq_py(rec, np.int64(nparts), step_address(opt, dt, rec)))
+
+
+prompt(globals())  # load this module's cached kernels without Numba's registry refresh (cache.py)
