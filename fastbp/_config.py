@@ -51,8 +51,10 @@ CACHE: bool = _cache_available()
 
 #: Options for kernels that run on one thread. ``error_model="numpy"``: a division by zero
 #: gives inf/nan as in NumPy instead of raising ZeroDivisionError, and so needs no check
-#: (a branch per division, which kept the optimizer loops from vectorising).
-SERIAL: dict = {"cache": CACHE, "fastmath": FASTMATH, "nogil": True, "error_model": "numpy"}
+#: (a branch per division, which kept the optimizer loops from vectorising). No ``cache``:
+#: each kernel module gives its kernels a disk cache itself, when :data:`CACHE`, one that
+#: is set up on first use (``kernels/cache.py``).
+SERIAL: dict = {"fastmath": FASTMATH, "nogil": True, "error_model": "numpy"}
 
 #: Options for kernels that split their work with ``prange``.
 PARALLEL: dict = SERIAL | {"parallel": True}

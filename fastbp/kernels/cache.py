@@ -1,4 +1,4 @@
-"""Loading cached kernels without Numba's start-up refresh: the warm start's largest cost.
+"""The kernels' disk cache: set up on first use, and loading without Numba's refresh.
 
 Numba's on-disk cache (``cache=True``) refreshes the compiler's typing and lowering
 contexts before it loads an entry: on the first load of a process that imports about
@@ -9,9 +9,14 @@ runtime (NRT) and C helpers, which are registered here before it loads. A compil
 refreshes everything first (Numba's compiler does that on its own), so a function that
 is not cached, or one of the user's, compiles as before.
 
-:func:`prompt` swaps this loader into a module's kernels (each kernel module calls it
-last) and :func:`callback` compiles a C callback with it; both leave Numba's own cache in
-place when caching is off or Numba's cache no longer has the methods this relies on.
+And ``cache=True`` sets each function's cache up when it is decorated (finding and
+probing its folder: a file created and removed per function), for the 120 kernels of
+the package at every import, though a warm start loads a dozen of them. Here the kernels
+are decorated without ``cache`` and :func:`prompt` (each kernel module calls it last)
+gives each one a :class:`PromptCache`, which does that set-up on first use;
+:func:`callback` compiles a C callback with one. Where caching is off
+(``_config.CACHE``) there is no cache, and where Numba's cache no longer has the methods
+this relies on, Numba's own is used.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from numba import cfunc
-from numba.core.caching import FunctionCache
+from numba.core.caching import FunctionCache, NullCache
 from numba.core.ccallback import CFunc
 from numba.core.dispatcher import Dispatcher
 from numba.core.runtime import rtsys
@@ -32,8 +37,20 @@ AVAILABLE: bool = all(hasattr(FunctionCache, m) for m in ("_load_overload", "_gu
 
 
 class PromptCache(FunctionCache):
-    """Numba's per-function disk cache, loading an entry with only the runtime initialised
-    (see the module docstring); saving, indexing and invalidation are Numba's."""
+    """Numba's per-function disk cache, set up on first use and loading an entry with only
+    the runtime initialised (see the module docstring); saving, indexing and invalidation
+    are Numba's."""
+
+    def __init__(self, py_func: Callable) -> None:  # the rest when first needed: __getattr__
+        self._lazy_func = py_func
+
+    def __getattr__(self, name: str) -> object:
+        """Numba's set-up, on the first read of an attribute it makes (only missing
+        attributes come here, so only until then)."""
+        if name == "_lazy_func" or "_impl" in self.__dict__:
+            raise AttributeError(name)
+        FunctionCache.__init__(self, self._lazy_func)
+        return getattr(self, name)
 
     def load_overload(self, sig, target_context):  # noqa: ANN001, ANN201 (Numba's signature)
         rtsys.initialize(target_context)  # what loaded code calls: NRT's allocation helpers
@@ -41,27 +58,28 @@ class PromptCache(FunctionCache):
             return self._load_overload(sig, target_context)
 
 
-def _enabled() -> bool:
-    return CACHE and AVAILABLE
-
-
 def prompt(namespace: dict) -> None:
-    """Give every cached Numba dispatcher in ``namespace`` (a kernel module's ``globals()``)
-    a :class:`PromptCache`."""
-    if not _enabled():
+    """Give every Numba dispatcher in ``namespace`` (a kernel module's ``globals()``) a
+    :class:`PromptCache` (Numba's own cache where :data:`AVAILABLE` is false), when
+    ``_config.CACHE``."""
+    if not CACHE:
         return
     for value in namespace.values():
-        if isinstance(value, Dispatcher) and type(value._cache) is FunctionCache:
-            value._cache = PromptCache(value.py_func)
+        if isinstance(value, Dispatcher) and isinstance(value._cache, NullCache):
+            if AVAILABLE:
+                value._cache = PromptCache(value.py_func)
+            else:
+                value.enable_caching()
 
 
 def callback(sig: object, fn: Callable, options: dict) -> CFunc:
-    """``numba.cfunc(sig, **options)(fn)``, cached with a :class:`PromptCache` when
-    ``options["cache"]``."""
-    if not (options.get("cache") and _enabled()):
+    """``numba.cfunc(sig, **options)(fn)``, with a :class:`PromptCache` (or Numba's own
+    cache, see :func:`prompt`) when ``_config.CACHE``."""
+    if not CACHE:
         return cfunc(sig, **options)(fn)
-    rest = {k: v for k, v in options.items() if k != "cache"}
-    compiled = CFunc(fn, normalize_signature(sig), locals={}, options=rest)
+    if not AVAILABLE:
+        return cfunc(sig, cache=True, **options)(fn)
+    compiled = CFunc(fn, normalize_signature(sig), locals={}, options=options)
     compiled._cache = PromptCache(fn)
     compiled.compile()
     return compiled
