@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 
-from . import _config, _plan, _threads
+from . import _config, _plan, _precompile, _threads
 from ._plan import Plan
 from ._threads import compute_threads
 from ._training import (
@@ -557,22 +557,16 @@ class Sequential:
         progress = Progress(verbose, epoch, epochs, n_batches, batch_size, n)
         logs = None
         try:
-            with compute_threads() as n_threads:
+            # a cold cache: a helper process compiles this fit's kernels beside it (_precompile.py)
+            with compute_threads() as n_threads, _precompile.helping(self, X, yi, yf, swk, rows, batch_size, n_threads):
                 ws = self._workspace_for(rows, n_threads, is_sparse(X))
                 mpart = ws["mpart"] if self.metrics else ws["mpart"][:0]
                 cols = ws["cols"]
                 # how many of the n_threads run each segment (the work is split for all of
                 # them whatever runs, so the weights do not depend on it): _adaptive.py
                 chooser = ws["chooser"] if _threads.adaptive() and n_threads > 1 else None
-                a = engine.TrainArgs(
-                    _bytes(X), yi, _bytes(yf), swk, order, batch_size, n_threads, _config.MIN_ROWS_PER_BLOCK,
-                    _bytes(self._theta), *plan.net(self.dtype), self._loss,
-                    self._loss_kernels(_losses.GRAD, *((_losses.METRICS,) if self.metrics else ())),
-                    column_sums_address(self.dtype), self.dtype.itemsize, plan.drop, plan.drop_kernels(self.dtype),
-                    seed, opt.code, hyper, clipnorm, _bytes(self._m), _bytes(self._v), _bytes(ws["coef"]),
-                    plan.n_weights, _bytes(ws["xb"]), ws["ybi"], _bytes(ws["ybf"]), ws["wb"], _bytes(ws["abuf"]),
-                    _bytes(ws["zbuf"]), _bytes(ws["gbuf"]), _bytes(ws["gpart"]), ws["lpart"], mpart, ws["sq"], acc,
-                )  # fmt: skip
+                a = self._train_args(X, yi, yf, swk, order, batch_size, n_threads, ws, mpart, seed, opt, hyper,
+                                     clipnorm, acc, self._train_kernels())  # fmt: skip
                 bodies = columns.train_bodies(a) if cols else engine.train_bodies(a)
                 b = 0
                 seg = self._segment_batches
@@ -606,6 +600,28 @@ class Sequential:
         finally:
             progress.close(logs)
         return logs
+
+    def _train_kernels(self) -> tuple:
+        """The kernel addresses a training record holds: (the layers' ``plan.net``, the loss
+        kernels, the column sums, the dropout kernels), compiled or loaded on first use."""
+        plan = self._plan
+        lossk = self._loss_kernels(_losses.GRAD, *((_losses.METRICS,) if self.metrics else ()))
+        return plan.net(self.dtype), lossk, column_sums_address(self.dtype), plan.drop_kernels(self.dtype)
+
+    def _train_args(
+        self, X, yi, yf, swk, order, batch_size, n_threads, ws, mpart, seed, opt, hyper, clipnorm, acc, kernels
+    ) -> engine.TrainArgs:  # fmt: skip
+        """The record ``engine.train_batches`` reads (``kernels`` from :meth:`_train_kernels`;
+        ``_precompile`` passes zeros of the same types, to compile without running)."""
+        plan = self._plan
+        net, lossk, sumk, dropk = kernels
+        return engine.TrainArgs(
+            _bytes(X), yi, _bytes(yf), swk, order, batch_size, n_threads, _config.MIN_ROWS_PER_BLOCK,
+            _bytes(self._theta), *net, self._loss, lossk, sumk, self.dtype.itemsize, plan.drop, dropk,
+            seed, opt.code, hyper, clipnorm, _bytes(self._m), _bytes(self._v), _bytes(ws["coef"]),
+            plan.n_weights, _bytes(ws["xb"]), ws["ybi"], _bytes(ws["ybf"]), ws["wb"], _bytes(ws["abuf"]),
+            _bytes(ws["zbuf"]), _bytes(ws["gbuf"]), _bytes(ws["gpart"]), ws["lpart"], mpart, ws["sq"], acc,
+        )  # fmt: skip
 
     def _validation_logs(self, X, yi, yf, sw) -> dict[str, float]:
         out = self._forward(X, link=False)
@@ -642,13 +658,18 @@ class Sequential:
             # allocated per call, so concurrent predict calls never share buffers
             abuf = np.empty(nb * chunk * width, dtype=self.dtype)
             zbuf = np.empty(nb * chunk * width, dtype=self.dtype)
-            f = engine.ForwardArgs(
-                _bytes(X), _bytes(self._theta), *plan.net(self.dtype), chunk, _bytes(abuf), _bytes(zbuf), bool(link),
-                self._loss, self._loss_kernels(*((_losses.LINK,) if link else ())), _bytes(out), np.zeros(0),
-                self.dtype.itemsize,
-            )  # fmt: skip
+            lossk = self._loss_kernels(*((_losses.LINK,) if link else ()))
+            f = self._forward_args(X, plan.net(self.dtype), abuf, zbuf, link, lossk, out)
             engine.forward(f, nb, engine.forward_address(f))
         return out
+
+    def _forward_args(self, X, net, abuf, zbuf, link, lossk, out) -> engine.ForwardArgs:
+        """The record ``engine.forward`` reads (``net`` is ``plan.net``; ``_precompile``
+        passes zeros of the same types for the addresses)."""
+        return engine.ForwardArgs(
+            _bytes(X), _bytes(self._theta), *net, _config.PREDICT_CHUNK, _bytes(abuf), _bytes(zbuf), bool(link),
+            self._loss, lossk, _bytes(out), np.zeros(0), self.dtype.itemsize,
+        )  # fmt: skip
 
     def predict(self, X: object) -> np.ndarray:
         """Network output through the loss's link, shape (n_samples, k).

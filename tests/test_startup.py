@@ -12,7 +12,6 @@ import sys
 
 import numpy as np
 import pytest
-from numba.core.caching import NullCache
 from numba.core.dispatcher import Dispatcher
 
 from fastbp import _config
@@ -97,3 +96,104 @@ def test_cython_blas_falls_back_to_the_ordinary_import(monkeypatch):
     module = blas._cython_blas()
     assert module is importlib.import_module("scipy.linalg.cython_blas")
     assert blas._address(module.__pyx_capi__["sgemm"]) == blas._address(blas._capi["sgemm"])
+
+
+PIECES = r"""
+import json, sys
+import numpy as np
+import fastbp as fb
+from fastbp import _precompile
+from fastbp.kernels import engine, launch
+
+net, split = sys.argv[1], sys.argv[2]
+rng = np.random.default_rng(0)
+X = rng.standard_normal((64, 6)).astype(np.float32)
+fb.set_num_threads(2)
+if net == "a":
+    layers, loss, opt = [fb.Dense(8, activation="relu"), fb.Dense(3)], "cross_entropy", fb.Adam(0.01)
+    y = rng.integers(0, 3, 64)
+else:
+    layers, loss, opt, y = ([fb.Dense(8, activation="tanh"), fb.Dropout(0.2), fb.Dense(2)], "mse", fb.AdamW(0.01),
+                            rng.standard_normal((64, 2)))
+if split == "cols":
+    layers[0] = fb.Dense(512, activation=layers[0].activation)
+model = fb.Sequential(layers, loss=loss, optimizer=opt, seed=0)
+batch = 8 if split == "cols" else 32
+if sys.argv[3] == "pieces":  # the helper's work, in the fit's order, and nothing else
+    model.build(6)
+    Xc, yi, yf, sw = model._check_xy(X, y, None)
+    for _, compile_piece in _precompile.pieces(model, Xc, yi, yf, np.zeros(0), batch, batch, 2):
+        compile_piece()
+    print(json.dumps({}))
+else:
+    model.fit(X, y, epochs=1, batch_size=batch, verbose=0)
+    model.predict(X)
+    compiled = [name for name, cb in launch.CALLBACKS.items() if cb.cache_hits == 0]
+    compiled += [d.__name__ for d in (engine.train_batches, engine.forward) if not sum(d._cache_hits.values())]
+    print(json.dumps({"compiled": compiled}))
+"""
+
+
+@pytest.mark.skipif(not (_config.CACHE and cache.AVAILABLE), reason="no disk cache here")
+@pytest.mark.parametrize("net,split", [("a", "rows"), ("b", "rows"), ("a", "cols")])
+def test_the_helpers_pieces_are_what_a_fit_and_predict_compile(tmp_path, net, split):
+    """A process that only compiles ``_precompile.pieces`` leaves a fit + predict of the
+    same network (row split, column split, dropout) nothing to compile: the helper's
+    records have the fit's types."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), FASTBP_COMPILE_HELPER="0")
+    for step in ("pieces", "fit"):
+        proc = subprocess.run([sys.executable, "-c", PIECES, net, split, step], env=env, capture_output=True,
+                              text=True, timeout=600)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["compiled"] == []
+
+
+HELPED = r"""
+import json
+import numpy as np
+import fastbp as fb
+from fastbp import _precompile
+rng = np.random.default_rng(0)
+X = rng.standard_normal((200, 5)).astype(np.float32)
+y = rng.integers(0, 3, 200)
+fb.set_num_threads(2)
+model = fb.Sequential([fb.Dense(8, activation="relu"), fb.Dense(3)], loss="cross_entropy", seed=0)
+model.fit(X, y, epochs=2, batch_size=50, verbose=0)
+codes = [p.wait(timeout=600) for p in _precompile._started.values()]
+print(json.dumps({"pred": model.predict(X[:3]).tolist(), "helpers": codes}))
+"""
+
+
+@pytest.mark.skipif(not (_config.CACHE and cache.AVAILABLE), reason="no disk cache here")
+def test_a_cold_fit_starts_one_helper_and_trains_the_same(tmp_path):
+    runs = {}
+    for flag in ("1", "0"):
+        env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / f"cache{flag}"), FASTBP_COMPILE_HELPER=flag)
+        proc = subprocess.run([sys.executable, "-c", HELPED], env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs[flag] = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert runs["1"]["helpers"] == [0]  # one helper, and it finished cleanly
+    assert runs["0"]["helpers"] == []
+    np.testing.assert_array_equal(np.array(runs["1"]["pred"]), np.array(runs["0"]["pred"]))
+
+
+def test_the_helper_is_started_once_and_only_where_wanted(monkeypatch):
+    from fastbp import _precompile
+
+    calls = []
+    monkeypatch.setattr(_precompile, "_start", lambda *args: calls.append(args))
+    X = np.zeros((4, 3), np.float32)
+    fit = (None, X, None, None, None, 4, 4)  # model, X, yi, yf, sw, rows, batch_size (no model needed here)
+    for n_threads, flag in ((1, "1"), (2, "0")):  # one thread, or switched off: no hook at all
+        monkeypatch.setenv(_precompile.ENV, flag)
+        with _precompile.helping(*fit, n_threads):
+            assert cache.ON_MISS.get() is None
+    monkeypatch.setenv(_precompile.ENV, "1")
+    with _precompile.helping(*fit, 2):
+        if not (_config.CACHE and cache.AVAILABLE):
+            assert cache.ON_MISS.get() is None
+            return
+        hook = cache.ON_MISS.get()
+        hook()
+        hook()  # a second miss in the same fit starts nothing more
+    assert len(calls) == 1 and cache.ON_MISS.get() is None

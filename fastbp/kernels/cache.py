@@ -22,6 +22,7 @@ this relies on, Numba's own is used.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextvars import ContextVar
 
 from numba import cfunc
 from numba.core.caching import FunctionCache, NullCache
@@ -31,6 +32,10 @@ from numba.core.runtime import rtsys
 from numba.core.sigutils import normalize_signature
 
 from .._config import CACHE
+
+#: Called with no arguments when a kernel is about to be compiled because the cache does
+#: not hold it (``_precompile`` sets it in a ``fit``, to start its helper).
+ON_MISS: ContextVar[Callable[[], None] | None] = ContextVar("fastbp_on_miss", default=None)
 
 #: Whether this Numba's cache has the two steps :class:`PromptCache` reorders.
 AVAILABLE: bool = all(hasattr(FunctionCache, m) for m in ("_load_overload", "_guard_against_spurious_io_errors"))
@@ -55,7 +60,12 @@ class PromptCache(FunctionCache):
     def load_overload(self, sig, target_context):  # noqa: ANN001, ANN201 (Numba's signature)
         rtsys.initialize(target_context)  # what loaded code calls: NRT's allocation helpers
         with self._guard_against_spurious_io_errors():
-            return self._load_overload(sig, target_context)
+            found = self._load_overload(sig, target_context)
+        if found is None:
+            hook = ON_MISS.get()
+            if hook is not None:
+                hook()
+        return found
 
 
 def prompt(namespace: dict) -> None:

@@ -153,6 +153,9 @@ def train_bodies(a: object) -> np.ndarray:
     ``engine.TrainArgs`` record ``a``: no row-split body (0, which selects this split), the
     optimizer's step body, then this module's bodies at ``engine.GATHER`` ..
     ``engine.BACKWARD_COLS``."""
-    bodies = [body_address(fn, COLS_STEP, a) for fn in (gather_body, forward_cols_body, output_rows_body,
-                                                         backward_cols_body)]  # fmt: skip
+    bodies = [body_address(fn, COLS_STEP, a) for fn in COLUMN_BODIES]
     return np.array([0, step_address_of(a), *bodies], dtype=np.int64)
+
+
+#: The bodies at ``engine.GATHER`` .. ``engine.BACKWARD_COLS``, in that order.
+COLUMN_BODIES = (gather_body, forward_cols_body, output_rows_body, backward_cols_body)
