@@ -36,7 +36,7 @@ import numpy as np
 
 from . import _config
 from .kernels import activations, cache, columns, dense, engine, losses
-from .kernels.launch import body_address
+from .kernels.launch import _register_launcher, body_address
 
 #: Environment variable: "0" starts no helper.
 ENV = "FASTBP_COMPILE_HELPER"
@@ -93,11 +93,18 @@ def pieces(model, X, yi, yf, swk, rows: int, batch_size: int, n_threads: int) ->
     else:
         out_list.append(("block body", lambda: engine.block_address(a)))
     out_list.append(("step body", lambda: engine.step_address_of(a)))
-    batches_sig = (typeof(a), typeof(0), typeof(0), typeof(0), typeof(nothing))
-    out_list.append(("train_batches", lambda: engine.train_batches.compile(batches_sig)))
+    def driver(dispatcher, *args):  # noqa: ANN001, ANN202
+        def compile_driver() -> None:
+            # cached code calls the launcher by symbol: registered before it loads (launch.py)
+            _register_launcher()
+            dispatcher.compile(tuple(typeof(x) for x in args))
+
+        return compile_driver
+
+    out_list.append(("train_batches", driver(engine.train_batches, a, 0, 0, 0, nothing)))
     out_list.append(("forward body", lambda: engine.forward_address(f)))
     out_list.append(("link", loss(losses.LINK)))
-    out_list.append(("forward", lambda: engine.forward.compile((typeof(f), typeof(0), typeof(0)))))
+    out_list.append(("forward", driver(engine.forward, f, 0, 0)))
     return out_list
 
 
@@ -124,8 +131,8 @@ def _start(model, X, yi, yf, swk, rows: int, batch_size: int, n_threads: int) ->
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])]))
     try:
         _started[key] = subprocess.Popen(
-            [sys.executable, "-m", "fastbp._precompile", path], env=env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True,
+            [sys.executable, "-c", f"from fastbp._precompile import main; main({path!r})"], env=env,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True,
         )  # fmt: skip
     except OSError:  # no process can be started here: the fit compiles everything itself
         os.unlink(path)
@@ -161,6 +168,3 @@ def main(path: str) -> None:
     for _, compile_piece in reversed(pieces(model, X, yi, yf, swk, rows, batch_size, n_threads)):
         compile_piece()
 
-
-if __name__ == "__main__":
-    main(sys.argv[1])
