@@ -8,9 +8,10 @@ each of the splits it can use (``kernels/engine.py`` rows, ``kernels/columns.py`
 with validation data, then predicts, evaluates and computes one gradient. The model passed
 in is not touched.
 
-The compiled kernels depend on the float dtype, not on the layer sizes, activations or
-loss (those are run-time arguments today), so one warm-up per dtype serves every network;
-a warm-up per network stays right if that changes.
+The drivers and bodies are compiled once for every network; the activation, loss and
+optimizer kernels per kind and dtype (``kernels/launch.py``). So ``warmup(model)``
+compiles what that network uses, and ``warmup()`` without a model compiles every
+registered kind for the dtype: one warm-up per dtype then serves every network.
 """
 
 from __future__ import annotations

@@ -162,8 +162,12 @@ y = rng.integers(0, 3, 200)
 fb.set_num_threads(2)
 model = fb.Sequential([fb.Dense(8, activation="relu"), fb.Dense(3)], loss="cross_entropy", seed=0)
 model.fit(X, y, epochs=2, batch_size=50, verbose=0)
-codes = [p.wait(timeout=600) for p in _precompile._started.values()]
-print(json.dumps({"pred": model.predict(X[:3]).tolist(), "helpers": codes}))
+pred = model.predict(X[:3]).tolist()
+started = _precompile._helper is not None or bool(_precompile.exits)
+if _precompile._helper is not None:
+    _precompile._helper.wait(timeout=600)
+    _precompile._finish()
+print(json.dumps({"pred": pred, "helpers": _precompile.exits if started else []}))
 """
 
 
@@ -187,16 +191,27 @@ def test_the_helper_is_started_once_and_only_where_wanted(monkeypatch):
     monkeypatch.setattr(_precompile, "_start", lambda *args: calls.append(args))
     X = np.zeros((4, 3), np.float32)
     fit = (None, X, None, None, None, 4, 4)  # model, X, yi, yf, sw, rows, batch_size (no model needed here)
-    for n_threads, flag in ((1, "1"), (2, "0")):  # one thread, or switched off: no hook at all
+    for n_threads, flag in ((1, "1"), (2, "0")):  # one thread, or switched off: no starter at all
         monkeypatch.setenv(_precompile.ENV, flag)
         with _precompile.helping(*fit, n_threads):
-            assert cache.ON_MISS.get() is None
+            assert _precompile._starter.get() is None
     monkeypatch.setenv(_precompile.ENV, "1")
     with _precompile.helping(*fit, 2):
         if not (_config.CACHE and cache.AVAILABLE):
-            assert cache.ON_MISS.get() is None
+            assert _precompile._starter.get() is None
             return
-        hook = cache.ON_MISS.get()
-        hook()
-        hook()  # a second miss in the same fit starts nothing more
-    assert len(calls) == 1 and cache.ON_MISS.get() is None
+        assert cache.on_miss is _precompile._on_miss
+        entry = cache.PromptCache(engine.forward.py_func)
+        for _ in range(2):  # _start (stubbed) starts no process: each miss just compiles
+            assert _precompile._on_miss(entry, (), None) is None
+    assert len(calls) == 2 and _precompile._starter.get() is None
+    assert _precompile._on_miss(entry, (), None) is None and len(calls) == 2  # outside a fit: nothing started
+
+
+def test_claims_are_atomic_and_per_kernel(tmp_path):
+    from fastbp import _precompile
+
+    a, b = cache.PromptCache(engine.forward.py_func), cache.PromptCache(engine.train_batches.py_func)
+    assert _precompile._claim(str(tmp_path), a, "sig")
+    assert not _precompile._claim(str(tmp_path), a, "sig")  # the other process holds it
+    assert _precompile._claim(str(tmp_path), a, "other sig") and _precompile._claim(str(tmp_path), b, "sig")

@@ -22,7 +22,6 @@ this relies on, Numba's own is used.
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextvars import ContextVar
 
 from numba import cfunc
 from numba.core.caching import FunctionCache, NullCache
@@ -33,9 +32,10 @@ from numba.core.sigutils import normalize_signature
 
 from .._config import CACHE
 
-#: Called with no arguments when a kernel is about to be compiled because the cache does
-#: not hold it (``_precompile`` sets it in a ``fit``, to start its helper).
-ON_MISS: ContextVar[Callable[[], None] | None] = ContextVar("fastbp_on_miss", default=None)
+#: ``on_miss(cache, sig, target_context)``, called when a kernel is not in the disk cache,
+#: before it is compiled: returns what it then found there (another process compiled it
+#: meanwhile) or None (compile it). ``_precompile`` installs it; None: compile.
+on_miss: Callable[[PromptCache, object, object], object | None] | None = None
 
 #: Whether this Numba's cache has the two steps :class:`PromptCache` reorders.
 AVAILABLE: bool = all(hasattr(FunctionCache, m) for m in ("_load_overload", "_guard_against_spurious_io_errors"))
@@ -61,11 +61,21 @@ class PromptCache(FunctionCache):
         rtsys.initialize(target_context)  # what loaded code calls: NRT's allocation helpers
         with self._guard_against_spurious_io_errors():
             found = self._load_overload(sig, target_context)
-        if found is None:
-            hook = ON_MISS.get()
-            if hook is not None:
-                hook()
+        if found is None and on_miss is not None:
+            found = on_miss(self, sig, target_context)
         return found
+
+    def load_again(self, sig, target_context):  # noqa: ANN001, ANN201
+        """Look in the cache again (for an entry another process may have written since)."""
+        with self._guard_against_spurious_io_errors():
+            return self._load_overload(sig, target_context)
+
+    @property
+    def function_name(self) -> str:
+        """The cached function's module and qualified name (a specialised copy's includes
+        its suffix): with a signature, names a compiled kernel across processes."""
+        fn = self._lazy_func
+        return f"{fn.__module__}.{fn.__qualname__}"
 
 
 def prompt(namespace: dict) -> None:
