@@ -20,7 +20,9 @@ caller's module, which the caller's self time holds). Usage::
 
     python benchmarks/measure_compile.py [--steps first,columns,kinds,float64,warm] [--top 15] [--json PATH]
 
-Timings are one run each on a shared machine: read them as sizes.
+Timings are one run each on a shared machine: read them as sizes. The compile helper
+(``fastbp/_precompile.py``) is off here, so that every function compiles in the step's own
+process; ``measure_startup.py`` times the steps with it, as a user runs them.
 """
 
 from __future__ import annotations
@@ -109,8 +111,13 @@ CHILD = textwrap.dedent(
 STEPS = ("first", "columns", "kinds", "float64", "warm")
 
 
-def run_steps(steps: list[str], cache_dir: str) -> dict:
+def run_steps(steps: list[str], cache_dir: str, helper: bool = True) -> dict:
+    """Run ``steps`` in order, each in a new process on ``cache_dir``; ``helper`` False
+    turns off the compile helper (``fastbp/_precompile.py``), so that every function is
+    compiled, and timed, in the step's own process."""
     env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
+    if not helper:
+        env["FASTBP_COMPILE_HELPER"] = "0"
     out = {}
     for step in steps:
         proc = subprocess.run([sys.executable, "-c", CHILD, step], env=env, capture_output=True, text=True)
@@ -131,7 +138,7 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown steps {unknown}; choose from {', '.join(STEPS)}")
     with tempfile.TemporaryDirectory() as cache:
-        results = run_steps(steps, cache)
+        results = run_steps(steps, cache, helper=False)
     for step, r in results.items():
         print(f"\n{step}: {r['wall']:.2f} s in all, {r['compile']:.2f} s compiling ({len(r['functions'])} functions)")
         rows = sorted(r["functions"].items(), key=lambda kv: -kv[1][2])[: args.top]
