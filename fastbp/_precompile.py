@@ -53,6 +53,7 @@ ENV = "FASTBP_COMPILE_HELPER"
 #: Rows of the data the helper gets (the records' types do not depend on the count).
 _ROWS = 8
 
+
 def pieces(model, X, yi, yf, swk, rows: int, batch_size: int, n_threads: int) -> list[tuple[str, Callable]]:  # noqa: ANN001
     """``(name, compile)`` for every kernel the first ``fit`` of ``model`` (batches of
     ``rows`` rows, ``n_threads`` threads, on validated dense ``X``/``yi``/``yf``/``swk``)
@@ -66,17 +67,16 @@ def pieces(model, X, yi, yf, swk, rows: int, batch_size: int, n_threads: int) ->
     nothing = np.zeros(4, np.int64)
     kernels = (net, nothing, 0, np.zeros(2 if plan.drop.shape[0] else 0, np.int64))
     ws = model._workspace_for(rows, n_threads, False)
-    mpart = ws["mpart"] if model.metrics else ws["mpart"][:0]
     opt = model.optimizer
     hyper = np.array(opt._hyper(0), dtype=np.float64)
     order = np.arange(X.shape[0])
-    a = model._train_args(X, yi, yf, swk, order, batch_size, n_threads, ws, mpart, np.uint64(0), opt, hyper, 0.0,
+    a = model._train_args(X, yi, yf, swk, order, batch_size, n_threads, ws, np.uint64(0), opt, hyper, 0.0,
                           np.zeros(5), kernels)  # fmt: skip
     out = np.empty((X.shape[0], model.n_outputs), dtype=dt)
     work = np.empty(int(plan.coff[-1]) * _config.PREDICT_CHUNK, dtype=dt)
     f = model._forward_args(X, net, work, work, True, nothing, out)
     codes = list(dict.fromkeys(int(c) for c in plan.acts))
-    modes = (losses.GRAD, *((losses.METRICS,) if model.metrics else ()))
+    modes = model._train_loss_modes()
     typeof = numba.typeof
 
     def act(template, code):  # noqa: ANN001, ANN202
@@ -98,6 +98,7 @@ def pieces(model, X, yi, yf, swk, rows: int, batch_size: int, n_threads: int) ->
     else:
         out_list.append(("block body", lambda: engine.block_address(a)))
     out_list.append(("step body", lambda: engine.step_address_of(a)))
+
     def driver(dispatcher, *args):  # noqa: ANN001, ANN202
         def compile_driver() -> None:
             # cached code calls the launcher by symbol: registered before it loads (launch.py)

@@ -560,13 +560,12 @@ class Sequential:
             # a cold cache: a helper process compiles this fit's kernels beside it (_precompile.py)
             with compute_threads() as n_threads, _precompile.helping(self, X, yi, yf, swk, rows, batch_size, n_threads):
                 ws = self._workspace_for(rows, n_threads, is_sparse(X))
-                mpart = ws["mpart"] if self.metrics else ws["mpart"][:0]
                 cols = ws["cols"]
                 # how many of the n_threads run each segment (the work is split for all of
                 # them whatever runs, so the weights do not depend on it): _adaptive.py
                 chooser = ws["chooser"] if _threads.adaptive() and n_threads > 1 else None
-                a = self._train_args(X, yi, yf, swk, order, batch_size, n_threads, ws, mpart, seed, opt, hyper,
-                                     clipnorm, acc, self._train_kernels())  # fmt: skip
+                a = self._train_args(X, yi, yf, swk, order, batch_size, n_threads, ws, seed, opt, hyper, clipnorm,
+                                     acc, self._train_kernels())  # fmt: skip
                 bodies = columns.train_bodies(a) if cols else engine.train_bodies(a)
                 b = 0
                 seg = self._segment_batches
@@ -601,20 +600,25 @@ class Sequential:
             progress.close(logs)
         return logs
 
+    def _train_loss_modes(self) -> tuple[int, ...]:
+        """The loss kernels training calls: the gradient, and the metric sums with metrics."""
+        return (_losses.GRAD, *((_losses.METRICS,) if self.metrics else ()))
+
     def _train_kernels(self) -> tuple:
         """The kernel addresses a training record holds: (the layers' ``plan.net``, the loss
         kernels, the column sums, the dropout kernels), compiled or loaded on first use."""
         plan = self._plan
-        lossk = self._loss_kernels(_losses.GRAD, *((_losses.METRICS,) if self.metrics else ()))
+        lossk = self._loss_kernels(*self._train_loss_modes())
         return plan.net(self.dtype), lossk, column_sums_address(self.dtype), plan.drop_kernels(self.dtype)
 
     def _train_args(
-        self, X, yi, yf, swk, order, batch_size, n_threads, ws, mpart, seed, opt, hyper, clipnorm, acc, kernels
+        self, X, yi, yf, swk, order, batch_size, n_threads, ws, seed, opt, hyper, clipnorm, acc, kernels
     ) -> engine.TrainArgs:  # fmt: skip
         """The record ``engine.train_batches`` reads (``kernels`` from :meth:`_train_kernels`;
         ``_precompile`` passes zeros of the same types, to compile without running)."""
         plan = self._plan
         net, lossk, sumk, dropk = kernels
+        mpart = ws["mpart"] if self.metrics else ws["mpart"][:0]  # empty: no metric sums
         return engine.TrainArgs(
             _bytes(X), yi, _bytes(yf), swk, order, batch_size, n_threads, _config.MIN_ROWS_PER_BLOCK,
             _bytes(self._theta), *net, self._loss, lossk, sumk, self.dtype.itemsize, plan.drop, dropk,
