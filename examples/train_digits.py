@@ -7,7 +7,7 @@ cross-entropy loss. The script prints the training loss curve, the training time
 held-out accuracy (about 97-98%).
 
 Run it with ``python examples/train_digits.py``. The first run in a fresh environment
-also compiles the kernels its network uses (about 3-4 s on 2 cores); later runs load them from Numba's
+also compiles the kernels its network uses (about 3-5 s on 2 cores); later runs load them from Numba's
 cache.
 """
 
