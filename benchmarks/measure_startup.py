@@ -15,10 +15,9 @@ for what the steps before it did not compile):
 A cold step's ``fit`` compiles on two cores, with the compile helper
 (``fastbp/_precompile.py``), as a user's does (``FASTBP_COMPILE_HELPER=0`` in the
 environment turns it off). Prints the median wall time of each step over the repeats (and
-their range). For where
-the time goes, per compiled function, run ``measure_compile.py``. Timings are whole-process
-wall times on a shared machine; CI runs this once as a smoke test, asserting nothing about
-them.
+their range). For where the time goes, per compiled function, run ``measure_compile.py``.
+Timings are whole-process wall times on a shared machine; CI runs this once as a smoke
+test, asserting nothing about them.
 """
 
 from __future__ import annotations
