@@ -95,6 +95,28 @@ COLUMN_SPLIT_MIN_WIDTH: int = 256
 #: 0.93 of a one-thread model's speed against 0.87 for the row split.
 COLUMN_SPLIT_LARGE_PARAMS: int = 250_000
 
+#: OpenBLAS's AVX-512 kernels (SkylakeX, and Cooperlake and Sapphire Rapids, which reuse
+#: them) run a GEMM of M x N x K <= 100^3 through a "small-matrix" path that skips the
+#: packing copies (``*gemm_small_kernel_permit_skylakex.c``; a transposed first operand
+#: also needs M N <= 1200 and K >= 32, in BLAS's column-major terms). Where the BLAS has
+#: it, the column split cuts each hidden layer into blocks of :func:`_plan.column_widths`
+#: columns, a multiple of 64 bytes, narrow enough that its products take that path. Measured
+#: on 2 cores (SkylakeX kernel, samples/s, interleaved epochs in one process):
+#: 784-512-256-10 at batch 32, 16 blocks of 32 and 16 columns against 2 halves, 52.5-54.1k
+#: against 36.4-39.1k on 2 threads, 31.0k against 23.5k on 1; 12 blocks (43 columns, past
+#: the bound) 34.7k and 24 blocks (21, unaligned) 37.7k. At batch 128 the bound leaves 8
+#: columns, and 64 such blocks were slower (51.8k against 55.1k), so it keeps two halves.
+SMALL_GEMM_MNK: int = 1_000_000
+SMALL_GEMM_TN_MN: int = 1200
+SMALL_GEMM_TN_K: int = 32
+SMALL_GEMM_CORES: frozenset = frozenset({"skylakex", "cooperlake", "sapphirerapids"})
+#: Narrowest block :func:`_plan.column_widths` cuts (columns, either dtype).
+SMALL_GEMM_MIN_WIDTH: int = 16
+#: Whether the column split narrows its blocks: None (default) where the BLAS the kernels
+#: call has the small-matrix path (:func:`_threads.small_gemm_path`); True or False forces
+#: it (tests, benchmarks).
+NARROW_BLOCKS: bool | None = None
+
 #: Rows per thread-local chunk in ``predict``/``evaluate``.
 PREDICT_CHUNK: int = 256
 

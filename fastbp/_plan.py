@@ -81,20 +81,53 @@ def parameter_count(n_features: int, layers: Sequence[Dense | Dropout]) -> int:
     return Plan.for_layers(n_features, layers).n_params
 
 
-def column_split(sizes: np.ndarray, rows: int, n_threads: int) -> bool:
+def column_split(sizes: np.ndarray, rows: int, n_threads: int, itemsize: int = 4) -> bool:
     """Whether training batches of ``rows`` rows use the column split (``kernels/columns.py``)
     rather than the row split: for small batches through wide hidden layers, where the row
     split would leave each thread a few rows against every whole weight matrix (each thread
     packing all of it for BLAS, then a full-size partial gradient per thread to sum). See
-    :data:`_config.COLUMN_SPLIT_ROWS` and :data:`_config.COLUMN_SPLIT_LARGE_PARAMS`."""
+    :data:`_config.COLUMN_SPLIT_ROWS` and :data:`_config.COLUMN_SPLIT_LARGE_PARAMS`. On one
+    thread, only where :func:`column_widths` narrows some layer's blocks (``itemsize``:
+    the float's)."""
     hidden = sizes[1:-1]
-    if n_threads == 1 or hidden.shape[0] == 0 or int(hidden.max()) < _config.COLUMN_SPLIT_MIN_WIDTH:
+    if hidden.shape[0] == 0 or int(hidden.max()) < _config.COLUMN_SPLIT_MIN_WIDTH:
         return False
+    if n_threads == 1:  # one block per layer is the row split, unless blocks narrow for BLAS
+        return bool(column_widths(sizes, rows, 1, itemsize).any())
     per_thread = rows / n_threads
     if per_thread < _config.COLUMN_SPLIT_ROWS:
         return True
     n_params = int((sizes[:-1] * sizes[1:]).sum() + sizes[1:].sum())
     return n_params >= _config.COLUMN_SPLIT_LARGE_PARAMS and per_thread <= int(hidden.max()) / 8
+
+
+def column_widths(sizes: np.ndarray, rows: int, n_threads: int, itemsize: int) -> np.ndarray:
+    """Width of the column blocks each hidden layer ``l`` is cut into by the column split
+    (int64 per layer, the output layer's always 0), for batches of ``rows`` rows; 0: one
+    even block per thread.
+
+    Where the BLAS has a small-matrix path (:func:`fastbp._threads.small_gemm_path`), a
+    layer gets the widest multiple of 64 bytes whose three products (forward, weight
+    gradient, and the gradient of the layer's output) all fit the path's bounds
+    (:data:`_config.SMALL_GEMM_MNK`), if that leaves at least as many blocks as threads and
+    more than one. The widths depend on the shapes and on the BLAS alone, so the blocks,
+    and the sums within them, are the same whichever thread count runs them."""
+    from ._threads import small_gemm_path
+
+    L = sizes.shape[0] - 1
+    widths = np.zeros(L, dtype=np.int64)
+    if rows < 1 or not small_gemm_path():
+        return widths
+    q = 64 // itemsize
+    for l in range(L - 1):
+        n_in, n_out, n_next = int(sizes[l]), int(sizes[l + 1]), int(sizes[l + 2])
+        w = _config.SMALL_GEMM_MNK // (rows * max(n_in, n_next))
+        if n_next >= _config.SMALL_GEMM_TN_K:  # the output gradient's transposed product
+            w = min(w, _config.SMALL_GEMM_TN_MN // rows)
+        w -= w % q
+        if w >= max(q, _config.SMALL_GEMM_MIN_WIDTH) and -(-n_out // w) >= max(2, n_threads):
+            widths[l] = w
+    return widths
 
 
 def workspace(
@@ -106,14 +139,17 @@ def workspace(
 
     ``gpart`` holds one partial gradient per row block of the row split (at most
     ``engine.n_blocks(rows, ...)`` of them); the column split writes the whole gradient
-    into one row. Sparse input always takes the row split, and gathers no batch (``xb``
-    has no columns: the first layer reads the rows in place, ``kernels/sparse.py``)."""
+    into one row, in blocks of ``cwidth`` columns (:func:`column_widths`). Sparse input
+    always takes the row split, and gathers no batch (``xb`` has no columns: the first
+    layer reads the rows in place, ``kernels/sparse.py``)."""
     nparts = 1 if cols else engine.n_blocks.py_func(rows, n_threads, _config.MIN_ROWS_PER_BLOCK)
     width = int(plan.coff[-1])
+    no_widths = np.zeros(len(plan.sizes) - 1, dtype=np.int64)
     return {
         "rows": rows,
         "threads": n_threads,
         "cols": cols,
+        "cwidth": column_widths(plan.sizes, rows, n_threads, dt.itemsize) if cols else no_widths,
         "sparse": sparse,
         "xb": np.empty((rows, 0 if sparse else int(plan.sizes[0])), dtype=dt),
         "ybi": np.zeros(rows if labels else 0, dtype=np.int64),

@@ -44,6 +44,7 @@ _adaptive: bool = True
 _blas_depth = 0
 _blas_saved: list[int] = []
 _blas_libs: list | None = None
+_small_gemm: bool | None = None
 
 
 def get_num_threads() -> int:
@@ -152,6 +153,23 @@ def _numba_blas() -> list:
         scipy_libs = [c for c in libs if f"scipy{os.sep}" in c.filepath or "scipy.libs" in c.filepath]
         _blas_libs = scipy_libs or libs
     return _blas_libs
+
+
+def small_gemm_path() -> bool:
+    """Whether the BLAS fastbp's kernels call has OpenBLAS's small-matrix GEMM path (its
+    AVX-512 kernels, :data:`_config.SMALL_GEMM_CORES`), which the column split then uses
+    (:func:`fastbp._plan.column_widths`); :data:`_config.NARROW_BLOCKS` overrides it."""
+    from . import _config
+
+    if _config.NARROW_BLOCKS is not None:
+        return bool(_config.NARROW_BLOCKS)
+    global _small_gemm
+    if _small_gemm is None:
+        _small_gemm = any(
+            c.internal_api == "openblas" and str(getattr(c, "architecture", "")).lower() in _config.SMALL_GEMM_CORES
+            for c in _numba_blas()
+        )
+    return _small_gemm
 
 
 def _blas_enter() -> None:

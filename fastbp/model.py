@@ -376,9 +376,11 @@ class Sequential:
         """Work buffers for batches of up to ``rows`` rows (``_plan.workspace``), reused
         across fit calls while the batch size, thread count and input kind stay."""
         ws = self._workspace
-        cols = not sparse and _plan.column_split(self._plan.sizes, rows, n_threads)
+        sizes = self._plan.sizes
+        cols = not sparse and _plan.column_split(sizes, rows, n_threads, self.dtype.itemsize)
         if (ws is not None and ws["rows"] == rows and ws["threads"] == n_threads and ws["cols"] == cols
-                and ws["sparse"] == sparse):  # fmt: skip
+                and ws["sparse"] == sparse and (not cols or np.array_equal(
+                    ws["cwidth"], _plan.column_widths(sizes, rows, n_threads, self.dtype.itemsize)))):  # fmt: skip
             return ws
         self._workspace = _plan.workspace(self._plan, rows, n_threads, sparse, cols, self._loss == CROSS_ENTROPY,
                                           self.n_outputs, self.dtype)  # fmt: skip
@@ -620,7 +622,7 @@ class Sequential:
         net, lossk, sumk, dropk = kernels
         mpart = ws["mpart"] if self.metrics else ws["mpart"][:0]  # empty: no metric sums
         return engine.TrainArgs(
-            _bytes(X), yi, _bytes(yf), swk, order, batch_size, n_threads, _config.MIN_ROWS_PER_BLOCK,
+            _bytes(X), yi, _bytes(yf), swk, order, batch_size, n_threads, _config.MIN_ROWS_PER_BLOCK, ws["cwidth"],
             _bytes(self._theta), *net, self._loss, lossk, sumk, self.dtype.itemsize, plan.drop, dropk,
             seed, opt.code, hyper, clipnorm, _bytes(self._m), _bytes(self._v), _bytes(ws["coef"]),
             plan.n_weights, _bytes(ws["xb"]), ws["ybi"], _bytes(ws["ybf"]), ws["wb"], _bytes(ws["abuf"]),
@@ -831,7 +833,7 @@ class Sequential:
         # everything but the parameters, built once: each evaluation only takes self._theta
         # (no dropout, no optimizer: those fields are typed as in fit's record, so both share
         # one compiled body)
-        head = (_bytes(X), yi, _bytes(yf), swk, np.arange(n), n, nb, 1)
+        head = (_bytes(X), yi, _bytes(yf), swk, np.arange(n), n, nb, 1, np.zeros(len(plan.sizes) - 1, np.int64))
         tail = (
             *plan.net(self.dtype), self._loss, self._loss_kernels(_losses.GRAD), column_sums_address(dt), dt.itemsize,
             np.zeros(0), np.zeros(0, np.int64), np.uint64(0), 0, np.zeros(6), 0.0, _bytes(empty), _bytes(empty),

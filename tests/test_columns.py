@@ -14,6 +14,7 @@ from numba import njit
 import fastbp as fb
 import fastbp._plan as fbplan
 from fastbp import _config
+from fastbp._threads import thread_setting
 from fastbp.kernels.activations import ACTIVATIONS, NEEDS_Z
 from fastbp.kernels.activations import apply_backward as act_backward_
 from fastbp.kernels.activations import apply_backward as act_backward_cols_
@@ -32,9 +33,12 @@ def two_threads():
     fb.set_num_threads(before)
 
 
-@pytest.fixture
-def split(monkeypatch):
-    """split(True/False): force the column / row split for training."""
+@pytest.fixture(params=[False, True], ids=["even", "narrow"])
+def split(request, monkeypatch):
+    """split(True/False): force the column / row split for training; each test runs with
+    the column split's even blocks and with its blocks narrowed for BLAS's small-matrix
+    path (``_plan.column_widths``), whatever BLAS this machine has."""
+    monkeypatch.setattr(_config, "NARROW_BLOCKS", request.param)
 
     def force(columns: bool) -> None:
         monkeypatch.setattr(fbplan, "column_split", lambda *args: columns)
@@ -162,10 +166,92 @@ def test_column_split_learns_digits_like_the_row_split(split, two_threads):
         ((784, 10), 8, 2, False),  # no hidden layer
     ],
 )
-def test_column_split_choice(sizes, rows, threads, expected):
+def test_column_split_choice(sizes, rows, threads, expected, monkeypatch):
+    monkeypatch.setattr(_config, "NARROW_BLOCKS", False)  # a BLAS without a small-matrix path
     assert fbplan.column_split(np.array(sizes), rows, threads) is expected
     assert _config.COLUMN_SPLIT_ROWS > 0 and _config.COLUMN_SPLIT_MIN_WIDTH > 0
     assert _config.COLUMN_SPLIT_LARGE_PARAMS > 0
+
+
+@pytest.mark.parametrize(
+    ("sizes", "rows", "threads", "itemsize", "expected"),
+    [
+        ((784, 512, 256, 10), 32, 2, 4, [32, 48, 0]),  # mnist_b32: 16 blocks, then 6
+        ((784, 512, 256, 10), 32, 1, 4, [32, 48, 0]),  # the same blocks on one thread
+        ((784, 512, 256, 10), 32, 2, 8, [32, 56, 0]),  # float64: multiples of 8
+        ((784, 512, 256, 10), 64, 2, 4, [16, 16, 0]),
+        ((784, 512, 256, 10), 128, 2, 4, [0, 0, 0]),  # 8 columns: too narrow, two halves
+        ((784, 512, 256, 10), 32, 16, 4, [32, 0, 0]),  # 6 blocks < 16 threads: even split
+        ((64, 300, 10), 32, 2, 4, [0, 0]),  # the whole layer is within the bound already
+        ((784, 10), 8, 2, 4, [0]),  # no hidden layer
+    ],
+)
+def test_column_widths(sizes, rows, threads, itemsize, expected, monkeypatch):
+    monkeypatch.setattr(_config, "NARROW_BLOCKS", True)
+    got = fbplan.column_widths(np.array(sizes), rows, threads, itemsize)
+    assert got.tolist() == expected
+    monkeypatch.setattr(_config, "NARROW_BLOCKS", False)
+    assert not fbplan.column_widths(np.array(sizes), rows, threads, itemsize).any()
+
+
+def test_column_widths_stay_within_the_small_path(monkeypatch):
+    """Every width the rule picks is a multiple of 64 bytes, at least the minimum, keeps
+    each of the layer's three products within OpenBLAS's small-matrix bounds, and leaves at
+    least as many blocks as threads (more than one)."""
+    monkeypatch.setattr(_config, "NARROW_BLOCKS", True)
+    seen = 0
+    for n_in in (8, 64, 784, 3000):
+        for n_out in (16, 100, 256, 512, 1024):
+            for n_next in (3, 10, 64, 512):
+                for rows in (1, 8, 16, 32, 64, 128, 256):
+                    for threads in (1, 2, 3, 8):
+                        for isz in (4, 8):
+                            w = int(fbplan.column_widths(np.array([n_in, n_out, n_next]), rows, threads, isz)[0])
+                            if w == 0:
+                                continue
+                            seen += 1
+                            assert w % (64 // isz) == 0 and w >= _config.SMALL_GEMM_MIN_WIDTH
+                            assert rows * w * max(n_in, n_next) <= _config.SMALL_GEMM_MNK
+                            assert n_next < _config.SMALL_GEMM_TN_K or rows * w <= _config.SMALL_GEMM_TN_MN
+                            assert -(-n_out // w) >= max(2, threads)
+    assert seen > 50
+
+
+def test_narrow_blocks_give_the_same_weights_on_any_thread_count(monkeypatch):
+    """Where every hidden layer is cut into narrow blocks, the blocks depend on the shapes
+    alone: one thread and two train the same bits (the row split's partials would not)."""
+    monkeypatch.setattr(_config, "NARROW_BLOCKS", True)
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((160, 20))
+    y = rng.integers(0, 40, 160)
+    sizes = np.array([20, 256, 64, 40])
+    assert fbplan.column_widths(sizes, 32, 2, 8).tolist() == [32, 32, 0]
+    weights = []
+    for n in (1, 2):
+        with thread_setting(n):
+            model = fb.Sequential([fb.Dense(256, "relu"), fb.Dense(64, "tanh"), fb.Dense(40)], loss="cross_entropy",
+                                  optimizer=fb.Adam(1e-2), seed=2, dtype=np.float64)  # fmt: skip
+            model.fit(X, y, epochs=2, batch_size=32, verbose=0)
+            assert model._workspace["cols"] and model._workspace["cwidth"].tolist() == [32, 32, 0]
+            weights.append(model.get_weights())
+    for a, b in zip(*weights, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_small_gemm_path_follows_the_blas_kernel():
+    """Narrow blocks are on where the kernels' OpenBLAS runs an AVX-512 kernel with the
+    small-matrix path, and off on another (``OPENBLAS_CORETYPE=Haswell`` in a child)."""
+    import subprocess
+    import sys
+
+    from fastbp import _threads
+
+    archs = {str(getattr(c, "architecture", "")).lower() for c in _threads._numba_blas()}
+    assert _threads.small_gemm_path() is bool(archs & _config.SMALL_GEMM_CORES)
+    code = "from fastbp import _threads; print(_threads.small_gemm_path())"
+    env = {**__import__("os").environ, "OPENBLAS_CORETYPE": "Haswell"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_gradient_buffer_rows_follow_the_split(split, rng, two_threads):

@@ -88,7 +88,8 @@ class TrainArgs(NamedTuple):
     Data: ``X`` (N, n_in), ``yi`` int64 labels (cross-entropy) or empty, ``yf`` float
     targets (other losses) or empty, ``sw`` float64 sample weights or empty, ``order`` the
     epoch's row order. Batching: ``batch_size``, ``n_threads`` (row blocks or column blocks
-    the work is split into), ``min_rows`` (fewest rows a row block gets). The network:
+    the work is split into), ``min_rows`` (fewest rows a row block gets), ``cwidth`` (int64 per
+layer: the column split's block width, or 0 for ``n_threads`` even blocks). The network:
     ``theta``, ``sizes``, ``fwd``/``bwd`` (each layer's activation kernels, from
     ``activations.addresses``), ``woff``, ``boff``, ``coff`` (module docstring),
     ``loss`` code, ``lossk`` (its kernels, ``losses.loss_kernels``), ``sumk`` (the column-sums
@@ -113,6 +114,7 @@ class TrainArgs(NamedTuple):
     batch_size: int
     n_threads: int
     min_rows: int
+    cwidth: np.ndarray
     theta: np.ndarray
     sizes: np.ndarray
     fwd: np.ndarray
@@ -520,6 +522,23 @@ def batch_gradients(a, wsum, nb, bodies):
     run_blocks(bodies[BLOCK], nb, pack((np.int64(0), np.int64(N), np.float64(wsum), np.uint64(0)), STEP, a))
 
 
+@njit(**INLINE)
+def column_blocks(a, l):
+    """How many column blocks the column split cuts hidden layer ``l`` into (``a`` the
+    :class:`TrainArgs` record): ``cwidth[l]`` wide, or ``n_threads`` even ones."""
+    w = a.cwidth[l]
+    return (a.sizes[l + 1] + w - 1) // w if w > 0 else a.n_threads
+
+
+@njit(**INLINE)
+def column_range(t, nb, n_out, w):
+    """Columns ``(c0, c1)`` of block ``t`` of ``nb`` over ``n_out`` columns: ``w`` wide (the
+    last one what is left), or for ``w`` 0 the ``t``-th of ``nb`` even blocks."""
+    if w > 0:
+        return t * w, imin(n_out, (t + 1) * w)
+    return t * n_out // nb, (t + 1) * n_out // nb
+
+
 @njit(**SERIAL)
 def train_batches(args, b0, b1, step, bodies):
     """Batches ``b0 .. b1-1`` of an epoch over ``X[order]``, all in compiled code; ``a`` is
@@ -564,11 +583,11 @@ def train_batches(args, b0, b1, step, bodies):
                 if r == 0:
                     body, n, l = bodies[GATHER], nr, 0
                 elif r < L:
-                    body, n, l = bodies[FORWARD_COLS], nc, r - 1
+                    body, n, l = bodies[FORWARD_COLS], column_blocks(a, r - 1), r - 1
                 elif r == L:
                     body, n, l = bodies[OUTPUT_ROWS], nr, L - 1
                 else:
-                    body, n, l = bodies[BACKWARD_COLS], nc, 2 * L - 1 - r
+                    body, n, l = bodies[BACKWARD_COLS], column_blocks(a, 2 * L - 1 - r), 2 * L - 1 - r
                 run_blocks(body, n, pack((np.int64(s), np.int64(e), np.int64(l), np.float64(wsum), key), COLS_STEP, a))
             nparts, nl = 1, nr
         else:
