@@ -99,21 +99,30 @@ def _test_comparisons() -> dict:
             for a, b in zip(base.params, model.get_weights()):
                 res["baseline_weight_abs"] = max(res["baseline_weight_abs"], float(np.abs(a - b).max()))
 
-    import fastbp.model as fbmodel
+    import fastbp._plan as fbplan
+    from fastbp import _config
 
     X, ys, _ = tc._data(np.random.default_rng(0))
     args = (X.astype(np.float32), ys["cross_entropy"], None, "cross_entropy", "relu", (64, 32), 30, np.float32, 0.1)
-    saved = fbmodel._column_split
+
+    def force(columns: bool) -> None:
+        fbplan.column_split = lambda *a: columns
+
+    saved = fbplan.column_split, _config.NARROW_BLOCKS
     try:
         trained = {}
-        for columns in (False, True):
-            fbmodel._column_split = lambda *a, columns=columns: columns
-            trained[columns] = tc._train(columns, lambda c: None, *args)
+        # the row split, and the column split with even and with narrowed blocks
+        for narrow, columns in ((False, False), (False, True), (True, True)):
+            _config.NARROW_BLOCKS = narrow
+            trained[narrow, columns] = tc._train(columns, force, *args)
     finally:
-        fbmodel._column_split = saved
-    (rw, rh), (cw, ch) = trained[False], trained[True]
-    res["columns_weight_abs"] = float(np.abs(cw - rw).max())
-    res["columns_loss_rel"] = float(np.max(np.abs(np.array(ch["loss"]) - rh["loss"]) / np.abs(rh["loss"])))
+        fbplan.column_split, _config.NARROW_BLOCKS = saved
+    rw, rh = trained[False, False]
+    res["columns_weight_abs"] = res["columns_loss_rel"] = 0.0
+    for cw, ch in (trained[False, True], trained[True, True]):
+        res["columns_weight_abs"] = max(res["columns_weight_abs"], float(np.abs(cw - rw).max()))
+        rel = float(np.max(np.abs(np.array(ch["loss"]) - rh["loss"]) / np.abs(rh["loss"])))
+        res["columns_loss_rel"] = max(res["columns_loss_rel"], rel)
     return res
 
 

@@ -31,8 +31,18 @@ PROBE_EVERY_MAX: int = 64
 #: as long. A count never measured gets :data:`FIRST_PROBE_FRACTION` of a segment's batches.
 PROBE_FRACTION: float = 0.25
 FIRST_PROBE_FRACTION: float = 1 / 32
-#: Switch to another count only when its measured rate beats the current one's by this.
+#: Switch to another count only when its measured rate beats the current one's by this;
+#: to fewer threads only by :data:`MARGIN_DOWN`. On an idle but shared VM two threads and
+#: one now and then run alike for seconds (the host giving both virtual CPUs one core's
+#: worth); there more threads lose nothing, and they are already running when it ends.
+#: Under real contention one thread is 2-3x faster (measured), far past either margin.
 MARGIN: float = 1.05
+MARGIN_DOWN: float = 1.15
+#: A count's rate is taken only from at least this much measured time: shorter segments of
+#: it add up first. Probes of one batch (1-2 ms) decided a 784-512-256-10 fit at batch 32
+#: for one thread from the first batches, whose two-thread batch woke the pool: it then
+#: trained two epochs at 0.6x its two-thread speed before the next probe (measured).
+MIN_SECONDS: float = 0.02
 #: A segment slower than this fraction of the current count's rate triggers a probe.
 DROP: float = 0.7
 #: Weight of the newest segment in each count's rate (exponential moving average).
@@ -53,7 +63,10 @@ class ThreadChooser:
     >>> c.record(2, 16, 0.16)                 # 100 batches/s on 2 threads
     >>> c.choose(64)                          # then a very short look at the other count
     (1, 2)
-    >>> c.record(1, 2, 0.01)                  # 200 batches/s on 1: a core is busy
+    >>> c.record(1, 2, 0.01)                  # 10 ms: too short to judge, look on
+    >>> c.choose(64)                          # for about MIN_SECONDS in all
+    (1, 3)
+    >>> c.record(1, 3, 0.015)                 # 200 batches/s on 1: a core is busy
     >>> c.choose(64)
     (1, 64)
     """
@@ -71,29 +84,46 @@ class ThreadChooser:
         self._probe_next = False
         self._flip = False
         self._interval = PROBE_EVERY
+        self._pending: dict[int, tuple[int, float]] = {}  # count -> time not yet a rate
 
     def choose(self, batches: int) -> tuple[int, int]:
         """(threads, batches) for the next segment, ``batches`` being its normal length.
 
         A count not measured yet, the current one included, runs a short probe segment
-        first, so that a slow choice costs little before it is known to be slow."""
+        first, so that a slow choice costs little before it is known to be slow. A probe
+        shorter than :data:`MIN_SECONDS` goes on in the next segment."""
         if self.cap == 1:
             return 1, batches
         if self.current not in self.rate:
-            return self.current, max(1, int(batches * PROBE_FRACTION))
+            return self.current, self._rest(self.current, max(1, int(batches * PROBE_FRACTION)))
         self._since_probe += 1
-        other = self._probe_candidate()
-        if other is not None and (self._probe_next or self._since_probe > self._interval or other not in self.rate):
+        unfinished = [n for n in self._pending if n != self.current]
+        other = unfinished[0] if unfinished else self._probe_candidate()
+        if other is not None and (unfinished or self._probe_next or self._since_probe > self._interval
+                                  or other not in self.rate):  # fmt: skip
             self._since_probe = 0
             self._probe_next = False
             known = self.rate.get(other)
             fraction = PROBE_FRACTION * min(1.0, known / self.rate[self.current]) if known else FIRST_PROBE_FRACTION
-            return other, max(1, int(batches * fraction))
+            return other, self._rest(other, max(1, int(batches * fraction)))
         return self.current, batches
+
+    def _rest(self, threads: int, batches: int) -> int:
+        """A probe of ``threads`` of ``batches``, or, when it goes on from a segment too short
+        to judge, the batches that segment's rate says are left to :data:`MIN_SECONDS`."""
+        b0, s0 = self._pending.get(threads, (0, 0.0))
+        if s0 <= 0:
+            return batches
+        return max(batches, int((MIN_SECONDS - s0) * b0 / s0) + 1)
 
     def record(self, threads: int, batches: int, seconds: float) -> None:
         """Add a segment's measured rate; move to a faster count if it is one."""
         if self.cap == 1 or batches <= 0 or seconds <= 0:
+            return
+        b0, s0 = self._pending.pop(threads, (0, 0.0))
+        batches, seconds = batches + b0, seconds + s0
+        if seconds < MIN_SECONDS:  # too short to judge: add the next segment of this count
+            self._pending[threads] = (batches, seconds)
             return
         r = batches / seconds
         old = self.rate.get(threads)
@@ -106,7 +136,8 @@ class ThreadChooser:
                 self._probe_next = True
                 self._interval = PROBE_EVERY
         best = max(self.rate, key=self.rate.__getitem__)
-        if best != self.current and self.rate[best] > MARGIN * self.rate.get(self.current, 0.0):
+        margin = MARGIN if best > self.current else MARGIN_DOWN
+        if best != self.current and self.rate[best] > margin * self.rate.get(self.current, 0.0):
             self.current = best
             self._interval = PROBE_EVERY
         elif probe:  # the current count confirmed: probe less often

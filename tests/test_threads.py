@@ -113,9 +113,48 @@ def test_chooser_probes_short_and_backs_off():
             probes.append(batches)
         c.record(threads, batches, batches / (100.0 if threads == 2 else 60.0))
     assert c.current == 2
-    assert probes[0] == 1  # 40 / 32: a count never measured gets a very short look
-    assert set(probes[1:]) == {6}  # then a quarter of a segment's time: 40 / 4 * 60 / 100
+    # 40 / 32: a count never measured gets very short looks, until they add up to
+    # MIN_SECONDS (one batch at 60/s is 17 ms, two are enough)
+    assert probes[:2] == [1, 1]
+    assert set(probes[2:]) == {6}  # then a quarter of a segment's time: 40 / 4 * 60 / 100
     assert len(probes) < 200 / adaptive.PROBE_EVERY  # fewer and fewer probes once confirmed
+
+
+def test_chooser_judges_a_count_on_enough_time():
+    """Short first segments (an epoch starts with one-batch segments) add up to
+    MIN_SECONDS before a count is judged, so the first two-thread batch, slowed by waking
+    the pool, does not send a fit to one thread."""
+    c = ThreadChooser(2)
+    used = []
+    for i in range(40):
+        threads, batches = c.choose(4)
+        seconds = batches / (1000.0 if threads == 2 else 600.0) + (0.004 if i == 0 else 0.0)
+        c.record(threads, batches, seconds)
+        used.append(threads)
+    assert c.current == 2 and c.rate[1] == pytest.approx(600.0)
+    assert used[-5:] == [2] * 5
+
+
+def test_chooser_needs_a_wider_margin_to_drop_threads():
+    """Fewer threads must beat the current count by MARGIN_DOWN, more by MARGIN."""
+    assert adaptive.MARGIN_DOWN > 1.1 > adaptive.MARGIN
+
+    def settle(rates):
+        c = ThreadChooser(2)
+        for _ in range(10):
+            threads, batches = c.choose(40)
+            c.record(threads, batches, batches / rates[threads])
+        assert set(c.rate) == {1, 2}
+        return c.current
+
+    assert settle({2: 100.0, 1: 110.0}) == 2  # one thread 1.1x faster: stay on 2
+    assert settle({2: 100.0, 1: 130.0}) == 1
+    c = ThreadChooser(2)
+    c.current = 1  # on one thread, two at 1.1x: move up
+    for _ in range(10):
+        threads, batches = c.choose(40)
+        c.record(threads, batches, batches / {2: 110.0, 1: 100.0}[threads])
+    assert c.current == 2
 
 
 def test_chooser_with_one_thread_never_probes():
