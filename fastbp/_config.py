@@ -102,10 +102,11 @@ COLUMN_SPLIT_LARGE_PARAMS: int = 250_000
 #: it, the column split cuts each hidden layer into blocks of :func:`_plan.column_widths`
 #: columns, a multiple of 64 bytes, narrow enough that its products take that path. Measured
 #: on 2 cores (SkylakeX kernel, samples/s, interleaved epochs in one process):
-#: 784-512-256-10 at batch 32, 16 blocks of 32 and 16 columns against 2 halves, 52.5-54.1k
-#: against 36.4-39.1k on 2 threads, 31.0k against 23.5k on 1; 12 blocks (43 columns, past
-#: the bound) 34.7k and 24 blocks (21, unaligned) 37.7k. At batch 128 the bound leaves 8
-#: columns, and 64 such blocks were slower (51.8k against 55.1k), so it keeps two halves.
+#: 784-512-256-10 at batch 32, blocks of 32 columns in layer 0 (16 of them) against 2
+#: halves, 49.9-54.1k against 35.4-39.1k on 2 threads, 30.0-31.0k against 22.9-23.5k on 1
+#: (layer 1 in blocks of 16 or 48 columns: alike); 12 blocks (43 columns, past the bound)
+#: 34.7k and 24 blocks (21, unaligned) 37.7k. At batch 128 the bound leaves 8 columns, and
+#: 64 such blocks were slower (51.8k against 55.1k), so it keeps two halves.
 SMALL_GEMM_MNK: int = 1_000_000
 SMALL_GEMM_TN_MN: int = 1200
 SMALL_GEMM_TN_K: int = 32
