@@ -15,6 +15,7 @@ import numpy as np
 
 from . import _config
 from ._adaptive import ThreadChooser
+from ._threads import small_gemm_path
 from .kernels import engine
 from .kernels.activations import addresses
 from .kernels.dropout import dropout_addresses
@@ -112,8 +113,6 @@ def column_widths(sizes: np.ndarray, rows: int, n_threads: int, itemsize: int) -
     (:data:`_config.SMALL_GEMM_MNK`), if that leaves at least as many blocks as threads and
     more than one. The widths depend on the shapes and on the BLAS alone, so the blocks,
     and the sums within them, are the same whichever thread count runs them."""
-    from ._threads import small_gemm_path
-
     L = sizes.shape[0] - 1
     widths = np.zeros(L, dtype=np.int64)
     if rows < 1 or not small_gemm_path():
@@ -131,25 +130,25 @@ def column_widths(sizes: np.ndarray, rows: int, n_threads: int, itemsize: int) -
 
 
 def workspace(
-    plan: Plan, rows: int, n_threads: int, sparse: bool, cols: bool, labels: bool, k: int, dt: np.dtype
+    plan: Plan, rows: int, n_threads: int, sparse: bool, cols: bool, cwidth: np.ndarray, labels: bool, k: int,
+    dt: np.dtype,
 ) -> dict:  # fmt: skip
     """Work buffers for batches of up to ``rows`` rows on ``n_threads`` threads, for the row
-    split or (``cols``, from :func:`column_split`) the column split, for integer ``labels``
+    split or (``cols``, from :func:`column_split`) the column split in blocks of ``cwidth``
+    columns (:func:`column_widths`; zeros for the row split), for integer ``labels``
     (cross-entropy) or float targets of ``k`` outputs, in ``dt``.
 
     ``gpart`` holds one partial gradient per row block of the row split (at most
     ``engine.n_blocks(rows, ...)`` of them); the column split writes the whole gradient
-    into one row, in blocks of ``cwidth`` columns (:func:`column_widths`). Sparse input
-    always takes the row split, and gathers no batch (``xb`` has no columns: the first
-    layer reads the rows in place, ``kernels/sparse.py``)."""
+    into one row. Sparse input always takes the row split, and gathers no batch (``xb``
+    has no columns: the first layer reads the rows in place, ``kernels/sparse.py``)."""
     nparts = 1 if cols else engine.n_blocks.py_func(rows, n_threads, _config.MIN_ROWS_PER_BLOCK)
     width = int(plan.coff[-1])
-    no_widths = np.zeros(len(plan.sizes) - 1, dtype=np.int64)
     return {
         "rows": rows,
         "threads": n_threads,
         "cols": cols,
-        "cwidth": column_widths(plan.sizes, rows, n_threads, dt.itemsize) if cols else no_widths,
+        "cwidth": cwidth,
         "sparse": sparse,
         "xb": np.empty((rows, 0 if sparse else int(plan.sizes[0])), dtype=dt),
         "ybi": np.zeros(rows if labels else 0, dtype=np.int64),

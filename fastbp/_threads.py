@@ -25,6 +25,8 @@ import numba
 import numpy as np
 from threadpoolctl import LibController, register
 
+from . import _config
+
 
 def _default_threads() -> int:
     """Numba's pool size (``NUMBA_NUM_THREADS``, all cores unless set), capped by
@@ -159,8 +161,6 @@ def small_gemm_path() -> bool:
     """Whether the BLAS fastbp's kernels call has OpenBLAS's small-matrix GEMM path (its
     AVX-512 kernels, :data:`_config.SMALL_GEMM_CORES`), which the column split then uses
     (:func:`fastbp._plan.column_widths`); :data:`_config.NARROW_BLOCKS` overrides it."""
-    from . import _config
-
     if _config.NARROW_BLOCKS is not None:
         return bool(_config.NARROW_BLOCKS)
     global _small_gemm

@@ -376,13 +376,14 @@ class Sequential:
         """Work buffers for batches of up to ``rows`` rows (``_plan.workspace``), reused
         across fit calls while the batch size, thread count and input kind stay."""
         ws = self._workspace
-        sizes = self._plan.sizes
-        cols = not sparse and _plan.column_split(sizes, rows, n_threads, self.dtype.itemsize)
+        plan, isz = self._plan, self.dtype.itemsize
+        cols = not sparse and _plan.column_split(plan.sizes, rows, n_threads, isz)
+        no_widths = np.zeros(len(plan.sizes) - 1, dtype=np.int64)  # the row split's
+        widths = _plan.column_widths(plan.sizes, rows, n_threads, isz) if cols else no_widths
         if (ws is not None and ws["rows"] == rows and ws["threads"] == n_threads and ws["cols"] == cols
-                and ws["sparse"] == sparse and (not cols or np.array_equal(
-                    ws["cwidth"], _plan.column_widths(sizes, rows, n_threads, self.dtype.itemsize)))):  # fmt: skip
+                and ws["sparse"] == sparse and np.array_equal(ws["cwidth"], widths)):  # fmt: skip
             return ws
-        self._workspace = _plan.workspace(self._plan, rows, n_threads, sparse, cols, self._loss == CROSS_ENTROPY,
+        self._workspace = _plan.workspace(plan, rows, n_threads, sparse, cols, widths, self._loss == CROSS_ENTROPY,
                                           self.n_outputs, self.dtype)  # fmt: skip
         return self._workspace
 

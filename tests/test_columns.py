@@ -242,6 +242,7 @@ def test_narrow_blocks_give_the_same_weights_on_any_thread_count(monkeypatch):
 def test_small_gemm_path_follows_the_blas_kernel():
     """Narrow blocks are on where the kernels' OpenBLAS runs an AVX-512 kernel with the
     small-matrix path, and off on another (``OPENBLAS_CORETYPE=Haswell`` in a child)."""
+    import os
     import subprocess
     import sys
 
@@ -250,7 +251,7 @@ def test_small_gemm_path_follows_the_blas_kernel():
     archs = {str(getattr(c, "architecture", "")).lower() for c in _threads._numba_blas()}
     assert _threads.small_gemm_path() is bool(archs & _config.SMALL_GEMM_CORES)
     code = "from fastbp import _threads; print(_threads.small_gemm_path())"
-    env = {**__import__("os").environ, "OPENBLAS_CORETYPE": "Haswell"}
+    env = {**os.environ, "OPENBLAS_CORETYPE": "Haswell"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

@@ -88,8 +88,8 @@ class TrainArgs(NamedTuple):
     Data: ``X`` (N, n_in), ``yi`` int64 labels (cross-entropy) or empty, ``yf`` float
     targets (other losses) or empty, ``sw`` float64 sample weights or empty, ``order`` the
     epoch's row order. Batching: ``batch_size``, ``n_threads`` (row blocks or column blocks
-    the work is split into), ``min_rows`` (fewest rows a row block gets), ``cwidth`` (int64 per
-layer: the column split's block width, or 0 for ``n_threads`` even blocks). The network:
+    the work is split into), ``min_rows`` (fewest rows a row block gets), ``cwidth`` (int64
+    per layer: the column split's block width, or 0 for ``n_threads`` even blocks). The network:
     ``theta``, ``sizes``, ``fwd``/``bwd`` (each layer's activation kernels, from
     ``activations.addresses``), ``woff``, ``boff``, ``coff`` (module docstring),
     ``loss`` code, ``lossk`` (its kernels, ``losses.loss_kernels``), ``sumk`` (the column-sums
