@@ -129,13 +129,29 @@ def column_widths(sizes: np.ndarray, rows: int, n_threads: int, itemsize: int) -
     return widths
 
 
+def input_width(sizes: np.ndarray, rows: int, n_threads: int, itemsize: int) -> int:
+    """Width of the blocks of input features the column split cuts the first layer's weight
+    gradient into (``dW_0[r0:r1, :] = x[:, r0:r1]^T delta_0``), for batches of ``rows``
+    rows; 0: one even block per thread. The rule of :func:`column_widths` for that one
+    product."""
+    if rows < 1 or not small_gemm_path():
+        return 0
+    q = 64 // itemsize
+    w = _config.SMALL_GEMM_MNK // (rows * int(sizes[1]))
+    w -= w % q
+    if w >= max(q, _config.SMALL_GEMM_MIN_WIDTH) and -(-int(sizes[0]) // w) >= max(2, n_threads):
+        return w
+    return 0
+
+
 def workspace(
-    plan: Plan, rows: int, n_threads: int, sparse: bool, cols: bool, cwidth: np.ndarray, labels: bool, k: int,
-    dt: np.dtype,
+    plan: Plan, rows: int, n_threads: int, sparse: bool, cols: bool, cwidth: np.ndarray, iwidth: int, labels: bool,
+    k: int, dt: np.dtype,
 ) -> dict:  # fmt: skip
     """Work buffers for batches of up to ``rows`` rows on ``n_threads`` threads, for the row
     split or (``cols``, from :func:`column_split`) the column split in blocks of ``cwidth``
-    columns (:func:`column_widths`; zeros for the row split), for integer ``labels``
+    columns (:func:`column_widths`; zeros for the row split) and ``iwidth`` input features
+    (:func:`input_width`; 0 for the row split), for integer ``labels``
     (cross-entropy) or float targets of ``k`` outputs, in ``dt``.
 
     ``gpart`` holds one partial gradient per row block of the row split (at most
@@ -149,6 +165,7 @@ def workspace(
         "threads": n_threads,
         "cols": cols,
         "cwidth": cwidth,
+        "iwidth": iwidth,
         "sparse": sparse,
         "xb": np.empty((rows, 0 if sparse else int(plan.sizes[0])), dtype=dt),
         "ybi": np.zeros(rows if labels else 0, dtype=np.int64),

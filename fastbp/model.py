@@ -380,11 +380,13 @@ class Sequential:
         cols = not sparse and _plan.column_split(plan.sizes, rows, n_threads, isz)
         no_widths = np.zeros(len(plan.sizes) - 1, dtype=np.int64)  # the row split's
         widths = _plan.column_widths(plan.sizes, rows, n_threads, isz) if cols else no_widths
+        iwidth = _plan.input_width(plan.sizes, rows, n_threads, isz) if cols else 0
         if (ws is not None and ws["rows"] == rows and ws["threads"] == n_threads and ws["cols"] == cols
-                and ws["sparse"] == sparse and np.array_equal(ws["cwidth"], widths)):  # fmt: skip
+                and ws["sparse"] == sparse and np.array_equal(ws["cwidth"], widths)
+                and ws["iwidth"] == iwidth):  # fmt: skip
             return ws
-        self._workspace = _plan.workspace(plan, rows, n_threads, sparse, cols, widths, self._loss == CROSS_ENTROPY,
-                                          self.n_outputs, self.dtype)  # fmt: skip
+        self._workspace = _plan.workspace(plan, rows, n_threads, sparse, cols, widths, iwidth,
+                                          self._loss == CROSS_ENTROPY, self.n_outputs, self.dtype)  # fmt: skip
         return self._workspace
 
     def _check_xy(
@@ -624,7 +626,7 @@ class Sequential:
         mpart = ws["mpart"] if self.metrics else ws["mpart"][:0]  # empty: no metric sums
         return engine.TrainArgs(
             _bytes(X), yi, _bytes(yf), swk, order, batch_size, n_threads, _config.MIN_ROWS_PER_BLOCK, ws["cwidth"],
-            _bytes(self._theta), *net, self._loss, lossk, sumk, self.dtype.itemsize, plan.drop, dropk,
+            ws["iwidth"], _bytes(self._theta), *net, self._loss, lossk, sumk, self.dtype.itemsize, plan.drop, dropk,
             seed, opt.code, hyper, clipnorm, _bytes(self._m), _bytes(self._v), _bytes(ws["coef"]),
             plan.n_weights, _bytes(ws["xb"]), ws["ybi"], _bytes(ws["ybf"]), ws["wb"], _bytes(ws["abuf"]),
             _bytes(ws["zbuf"]), _bytes(ws["gbuf"]), _bytes(ws["gpart"]), ws["lpart"], mpart, ws["sq"], acc,
@@ -834,7 +836,7 @@ class Sequential:
         # everything but the parameters, built once: each evaluation only takes self._theta
         # (no dropout, no optimizer: those fields are typed as in fit's record, so both share
         # one compiled body)
-        head = (_bytes(X), yi, _bytes(yf), swk, np.arange(n), n, nb, 1, np.zeros(len(plan.sizes) - 1, np.int64))
+        head = (_bytes(X), yi, _bytes(yf), swk, np.arange(n), n, nb, 1, np.zeros(len(plan.sizes) - 1, np.int64), 0)
         tail = (
             *plan.net(self.dtype), self._loss, self._loss_kernels(_losses.GRAD), column_sums_address(dt), dt.itemsize,
             np.zeros(0), np.zeros(0, np.int64), np.uint64(0), 0, np.zeros(6), 0.0, _bytes(empty), _bytes(empty),

@@ -101,6 +101,20 @@ def test_column_split_trains_what_the_row_split_trains(
         np.testing.assert_allclose(cols_h[key], rows_h[key], rtol=1e-10)
 
 
+def test_column_split_blocks_of_input_features(split, rng, two_threads):
+    """200 input features: with narrowed blocks the first layer's weight gradient is cut
+    into blocks of 96 features (3 blocks), else into one block per thread; either trains
+    what the row split trains, in float64, to rounding."""
+    X = rng.standard_normal((90, 200))
+    y = rng.integers(0, 3, 90)
+    args = (X, y, None, "cross_entropy", "relu", (256, 24), 40, np.float64, 0.1)
+    rows_w, _ = _train(False, split, *args)
+    cols_w, _ = _train(True, split, *args)
+    np.testing.assert_allclose(cols_w, rows_w, rtol=1e-10, atol=1e-12)
+    expected = 96 if _config.NARROW_BLOCKS else 0
+    assert fbplan.input_width(np.array([200, 256, 24, 3]), 40, 2, 8) == expected
+
+
 def test_column_split_float32_close_to_row_split(split, rng, two_threads):
     X, ys, _ = _data(rng)
     X = X.astype(np.float32)
@@ -195,45 +209,73 @@ def test_column_widths(sizes, rows, threads, itemsize, expected, monkeypatch):
     assert not fbplan.column_widths(np.array(sizes), rows, threads, itemsize).any()
 
 
+@pytest.mark.parametrize(
+    ("sizes", "rows", "threads", "itemsize", "expected"),
+    [
+        ((784, 512, 256, 10), 32, 2, 4, 48),  # mnist_b32: 17 blocks of input features
+        ((784, 512, 256, 10), 32, 2, 8, 56),  # float64: a multiple of 8
+        ((784, 512, 256, 10), 64, 2, 4, 16),
+        ((784, 512, 256, 10), 128, 2, 4, 0),  # 15 features: too narrow, two halves
+        ((64, 300, 10), 32, 2, 4, 0),  # all 64 features are within the bound: one block
+        ((784, 512, 256, 10), 32, 32, 4, 0),  # 17 blocks < 32 threads: even split
+    ],
+)
+def test_input_width(sizes, rows, threads, itemsize, expected, monkeypatch):
+    monkeypatch.setattr(_config, "NARROW_BLOCKS", True)
+    assert fbplan.input_width(np.array(sizes), rows, threads, itemsize) == expected
+    monkeypatch.setattr(_config, "NARROW_BLOCKS", False)
+    assert fbplan.input_width(np.array(sizes), rows, threads, itemsize) == 0
+
+
 def test_column_widths_stay_within_the_small_path(monkeypatch):
     """Every width the rule picks is a multiple of 64 bytes, at least the minimum, keeps
     each of the layer's three products within OpenBLAS's small-matrix bounds, and leaves at
     least as many blocks as threads (more than one)."""
     monkeypatch.setattr(_config, "NARROW_BLOCKS", True)
-    seen = 0
+    seen = seen_in = 0
     for n_in in (8, 64, 784, 3000):
         for n_out in (16, 100, 256, 512, 1024):
             for n_next in (3, 10, 64, 512):
                 for rows in (1, 8, 16, 32, 64, 128, 256):
                     for threads in (1, 2, 3, 8):
                         for isz in (4, 8):
-                            w = int(fbplan.column_widths(np.array([n_in, n_out, n_next]), rows, threads, isz)[0])
-                            if w == 0:
-                                continue
-                            seen += 1
-                            assert w % (64 // isz) == 0 and w >= _config.SMALL_GEMM_MIN_WIDTH
-                            assert rows * w * max(n_in, n_next) <= _config.SMALL_GEMM_MNK
-                            assert n_next < _config.SMALL_GEMM_TN_K or rows * w <= _config.SMALL_GEMM_TN_MN
-                            assert -(-n_out // w) >= max(2, threads)
-    assert seen > 50
+                            sizes = np.array([n_in, n_out, n_next])
+                            w = int(fbplan.column_widths(sizes, rows, threads, isz)[0])
+                            if w:
+                                seen += 1
+                                assert w % (64 // isz) == 0 and w >= _config.SMALL_GEMM_MIN_WIDTH
+                                assert rows * w * max(n_in, n_next) <= _config.SMALL_GEMM_MNK
+                                assert n_next < _config.SMALL_GEMM_TN_K or rows * w <= _config.SMALL_GEMM_TN_MN
+                                assert -(-n_out // w) >= max(2, threads)
+                            # the input features' blocks: dW_0[r0:r1, :], rows x n_out x w
+                            w = fbplan.input_width(sizes, rows, threads, isz)
+                            if w:
+                                seen_in += 1
+                                assert w % (64 // isz) == 0 and w >= _config.SMALL_GEMM_MIN_WIDTH
+                                assert rows * w * n_out <= _config.SMALL_GEMM_MNK
+                                assert -(-n_in // w) >= max(2, threads)
+    assert seen > 50 and seen_in > 50
 
 
 def test_narrow_blocks_give_the_same_weights_on_any_thread_count(monkeypatch):
-    """Where every hidden layer is cut into narrow blocks, the blocks depend on the shapes
-    alone: one thread and two train the same bits (the row split's partials would not)."""
+    """Where every hidden layer and the input features are cut into narrow blocks, the
+    blocks depend on the shapes alone: one thread and two train the same bits (the row
+    split's partials would not)."""
     monkeypatch.setattr(_config, "NARROW_BLOCKS", True)
     rng = np.random.default_rng(5)
-    X = rng.standard_normal((160, 20))
+    X = rng.standard_normal((160, 200))
     y = rng.integers(0, 40, 160)
-    sizes = np.array([20, 256, 64, 40])
+    sizes = np.array([200, 256, 64, 40])
     assert fbplan.column_widths(sizes, 32, 2, 8).tolist() == [32, 32, 0]
+    assert fbplan.input_width(sizes, 32, 2, 8) == 120  # blocks of 120 and 80 features
     weights = []
     for n in (1, 2):
         with thread_setting(n):
             model = fb.Sequential([fb.Dense(256, "relu"), fb.Dense(64, "tanh"), fb.Dense(40)], loss="cross_entropy",
                                   optimizer=fb.Adam(1e-2), seed=2, dtype=np.float64)  # fmt: skip
             model.fit(X, y, epochs=2, batch_size=32, verbose=0)
-            assert model._workspace["cols"] and model._workspace["cwidth"].tolist() == [32, 32, 0]
+            ws = model._workspace
+            assert ws["cols"] and ws["cwidth"].tolist() == [32, 32, 0] and ws["iwidth"] == 120
             weights.append(model.get_weights())
     for a, b in zip(*weights, strict=True):
         np.testing.assert_array_equal(a, b)

@@ -89,7 +89,8 @@ class TrainArgs(NamedTuple):
     targets (other losses) or empty, ``sw`` float64 sample weights or empty, ``order`` the
     epoch's row order. Batching: ``batch_size``, ``n_threads`` (row blocks or column blocks
     the work is split into), ``min_rows`` (fewest rows a row block gets), ``cwidth`` (int64
-    per layer: the column split's block width, or 0 for ``n_threads`` even blocks). The network:
+    per layer: the column split's block width, or 0 for ``n_threads`` even blocks), ``iwidth``
+    (the same for the blocks of input features of the first layer's weight gradient). The network:
     ``theta``, ``sizes``, ``fwd``/``bwd`` (each layer's activation kernels, from
     ``activations.addresses``), ``woff``, ``boff``, ``coff`` (module docstring),
     ``loss`` code, ``lossk`` (its kernels, ``losses.loss_kernels``), ``sumk`` (the column-sums
@@ -115,6 +116,7 @@ class TrainArgs(NamedTuple):
     n_threads: int
     min_rows: int
     cwidth: np.ndarray
+    iwidth: int
     theta: np.ndarray
     sizes: np.ndarray
     fwd: np.ndarray
@@ -210,7 +212,7 @@ SPARSE = False
 
 #: Positions in the ``bodies`` address array of :func:`train_batches`: the row split's body,
 #: the optimizer's step body, then the column split's bodies (``columns.py``).
-BLOCK, OPT_STEP, GATHER, FORWARD_COLS, OUTPUT_ROWS, BACKWARD_COLS = range(6)
+BLOCK, OPT_STEP, GATHER, FORWARD_COLS, OUTPUT_ROWS, BACKWARD_COLS, INPUT_GRAD = range(7)
 
 #: Per-call scalars of the column split's bodies: first and end position of the batch in
 #: ``order``, the layer, the batch's total sample weight and its dropout key.
@@ -531,6 +533,14 @@ def column_blocks(a, l):
 
 
 @njit(**INLINE)
+def input_blocks(a):
+    """How many blocks of input features the column split cuts the first layer's weight
+    gradient into: ``iwidth`` wide, or ``n_threads`` even ones."""
+    w = a.iwidth
+    return (a.sizes[0] + w - 1) // w if w > 0 else a.n_threads
+
+
+@njit(**INLINE)
 def column_range(t, nb, n_out, w):
     """Columns ``(c0, c1)`` of block ``t`` of ``nb`` over ``n_out`` columns: ``w`` wide (the
     last one what is left), or for ``w`` 0 the ``t``-th of ``nb`` even blocks."""
@@ -548,8 +558,8 @@ def train_batches(args, b0, b1, step, bodies):
 
     Each batch: forward + loss + backward, in one parallel region for the row split (the
     row blocks, each running :func:`block_body`) or one per layer for the column
-    split (``columns.py``: ``GATHER``, ``FORWARD_COLS``, ``OUTPUT_ROWS`` and
-    ``BACKWARD_COLS``), then :func:`finish_step`: the
+    split (``columns.py``: ``GATHER``, ``FORWARD_COLS``, ``OUTPUT_ROWS``, ``BACKWARD_COLS``
+    and ``INPUT_GRAD``), then :func:`finish_step`: the
     sum of the per-thread partial gradients and their squared norm (a parallel region for
     large networks), a check that the loss and the gradient are finite, the clipping of the
     gradient to global norm ``clipnorm`` (when > 0), and the optimizer update (parallel for
@@ -574,13 +584,15 @@ def train_batches(args, b0, b1, step, bodies):
             continue  # every row has weight 0: nothing to learn, no step
         key = step_key(a.seed, step + 1)
         if cols:
-            # 2L regions (see columns.py): the gather by rows, hidden layers 0 .. L-2 by column
-            # blocks, the output layer by rows, hidden layers L-2 .. 0 backwards by column
-            # blocks; the gradient goes straight into gpart[0]. One loop, so one call site.
-            nc = a.n_threads
-            nr = imin(nc, e - s)
-            for r in range(2 * L):
-                if r == 0:
+            # 2L + 1 regions (see columns.py): the gather by rows, hidden layers 0 .. L-2 by
+            # column blocks, the output layer by rows, hidden layers L-2 .. 0 backwards by
+            # column blocks, the first layer's weight gradient by blocks of input features; the
+            # gradient goes straight into gpart[0]. One loop, so one call site.
+            nr = imin(a.n_threads, e - s)
+            for r in range(2 * L + 1):
+                if r == 2 * L:
+                    body, n, l = bodies[INPUT_GRAD], input_blocks(a), 0
+                elif r == 0:
                     body, n, l = bodies[GATHER], nr, 0
                 elif r < L:
                     body, n, l = bodies[FORWARD_COLS], column_blocks(a, r - 1), r - 1
