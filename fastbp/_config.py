@@ -118,6 +118,15 @@ SMALL_GEMM_MIN_WIDTH: int = 16
 #: it (tests, benchmarks).
 NARROW_BLOCKS: bool | None = None
 
+#: Widest column block of a layer the column split does not narrow for the small-matrix
+#: path (``_plan.even_blocks``): wider layers are cut into more even blocks than threads.
+#: Measured on 2 cores (epochs interleaved in one process, samples/s ratio against one
+#: block per thread): 784-512-256-10 at batch 128, layer 0 in 4 blocks of 128 columns,
+#: 1.03-1.06x (blocks of 64: 1.04-1.10x, of 32: 0.96-1.01x); 784-1024-1024-10 at batch
+#: 128, blocks of 128 1.09x, of 256 1.05x; with ``OPENBLAS_CORETYPE=Haswell`` (no small
+#: path) 784-512-256-10 at batch 128 1.05x and at batch 32 1.00x.
+COLUMN_BLOCK_MAX: int = 128
+
 #: Rows per thread-local chunk in ``predict``/``evaluate``.
 PREDICT_CHUNK: int = 256
 

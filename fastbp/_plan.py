@@ -105,18 +105,20 @@ def column_split(sizes: np.ndarray, rows: int, n_threads: int, itemsize: int = 4
 def column_widths(sizes: np.ndarray, rows: int, n_threads: int, itemsize: int) -> np.ndarray:
     """Width of the column blocks each hidden layer ``l`` is cut into by the column split
     (int64 per layer, the output layer's always 0), for batches of ``rows`` rows; 0: one
-    even block per thread.
+    even block per thread; negative: ``-w`` even blocks.
 
     Where the BLAS has a small-matrix path (:func:`fastbp._threads.small_gemm_path`), a
     layer gets the widest multiple of 64 bytes whose three products (forward, weight
     gradient, and the gradient of the layer's output) all fit the path's bounds
     (:data:`_config.SMALL_GEMM_MNK`), if that leaves at least as many blocks as threads and
-    more than one. The widths depend on the shapes and on the BLAS alone, so the blocks,
-    and the sums within them, are the same whichever thread count runs them."""
+    more than one. Such widths depend on the shapes and on the BLAS alone, so the blocks,
+    and the sums within them, are the same whichever thread count runs them. Other layers
+    get :func:`even_blocks`."""
     L = sizes.shape[0] - 1
     widths = np.zeros(L, dtype=np.int64)
-    if rows < 1 or not small_gemm_path():
+    if rows < 1:
         return widths
+    small = small_gemm_path()
     q = 64 // itemsize
     for l in range(L - 1):
         n_in, n_out, n_next = int(sizes[l]), int(sizes[l + 1]), int(sizes[l + 2])
@@ -124,9 +126,23 @@ def column_widths(sizes: np.ndarray, rows: int, n_threads: int, itemsize: int) -
         if n_next >= _config.SMALL_GEMM_TN_K:  # the output gradient's transposed product
             w = min(w, _config.SMALL_GEMM_TN_MN // rows)
         w -= w % q
-        if w >= max(q, _config.SMALL_GEMM_MIN_WIDTH) and -(-n_out // w) >= max(2, n_threads):
+        if small and w >= max(q, _config.SMALL_GEMM_MIN_WIDTH) and -(-n_out // w) >= max(2, n_threads):
             widths[l] = w
+        else:
+            widths[l] = -even_blocks(n_out, n_threads)
     return widths
+
+
+def even_blocks(n_out: int, n_threads: int) -> int:
+    """How many even blocks the column split cuts a layer of ``n_out`` units into where it
+    does not narrow them for BLAS's small-matrix path: the fewest, a multiple of the thread
+    count, of at most :data:`_config.COLUMN_BLOCK_MAX` columns; 0 where that is one a
+    thread (the default split). Only with more than one thread: on one, one block is the
+    row split, which is faster."""
+    if n_threads < 2:
+        return 0
+    per_thread = -(-n_out // (n_threads * _config.COLUMN_BLOCK_MAX))
+    return n_threads * per_thread if per_thread > 1 else 0
 
 
 def input_width(sizes: np.ndarray, rows: int, n_threads: int, itemsize: int) -> int:

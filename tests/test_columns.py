@@ -101,18 +101,22 @@ def test_column_split_trains_what_the_row_split_trains(
         np.testing.assert_allclose(cols_h[key], rows_h[key], rtol=1e-10)
 
 
-def test_column_split_blocks_of_input_features(split, rng, two_threads):
-    """200 input features: with narrowed blocks the first layer's weight gradient is cut
-    into blocks of 96 features (3 blocks), else into one block per thread; either trains
-    what the row split trains, in float64, to rounding."""
+def test_column_split_more_blocks_than_threads(split, rng, two_threads):
+    """200 input features and a hidden layer of 300 units: with narrowed blocks the layer
+    is cut into blocks of 120 columns and the first layer's weight gradient into blocks of
+    80 features; with even blocks the layer into 4 even blocks (``even_blocks``) and the
+    features into one block a thread. Either trains what the row split trains, in
+    float64, to rounding."""
     X = rng.standard_normal((90, 200))
     y = rng.integers(0, 3, 90)
-    args = (X, y, None, "cross_entropy", "relu", (256, 24), 40, np.float64, 0.1)
+    args = (X, y, None, "cross_entropy", "relu", (300, 24), 40, np.float64, 0.1)
     rows_w, _ = _train(False, split, *args)
     cols_w, _ = _train(True, split, *args)
     np.testing.assert_allclose(cols_w, rows_w, rtol=1e-10, atol=1e-12)
-    expected = 96 if _config.NARROW_BLOCKS else 0
-    assert fbplan.input_width(np.array([200, 256, 24, 3]), 40, 2, 8) == expected
+    sizes = np.array([200, 300, 24, 3])
+    narrow = _config.NARROW_BLOCKS
+    assert fbplan.column_widths(sizes, 40, 2, 8).tolist() == ([120, 0, 0] if narrow else [-4, 0, 0])
+    assert fbplan.input_width(sizes, 40, 2, 8) == (80 if narrow else 0)
 
 
 def test_column_split_float32_close_to_row_split(split, rng, two_threads):
@@ -195,9 +199,9 @@ def test_column_split_choice(sizes, rows, threads, expected, monkeypatch):
         ((784, 512, 256, 10), 32, 1, 4, [32, 48, 0]),  # the same blocks on one thread
         ((784, 512, 256, 10), 32, 2, 8, [32, 56, 0]),  # float64: multiples of 8
         ((784, 512, 256, 10), 64, 2, 4, [16, 16, 0]),
-        ((784, 512, 256, 10), 128, 2, 4, [0, 0, 0]),  # 8 columns: too narrow, two halves
+        ((784, 512, 256, 10), 128, 2, 4, [-4, 0, 0]),  # 8 columns: too narrow; 4 even blocks
         ((784, 512, 256, 10), 32, 16, 4, [32, 0, 0]),  # 6 blocks < 16 threads: even split
-        ((64, 300, 10), 32, 2, 4, [0, 0]),  # the whole layer is within the bound already
+        ((64, 300, 10), 32, 2, 4, [-4, 0]),  # within the bound already: 4 even blocks
         ((784, 10), 8, 2, 4, [0]),  # no hidden layer
     ],
 )
@@ -205,32 +209,35 @@ def test_column_widths(sizes, rows, threads, itemsize, expected, monkeypatch):
     monkeypatch.setattr(_config, "NARROW_BLOCKS", True)
     got = fbplan.column_widths(np.array(sizes), rows, threads, itemsize)
     assert got.tolist() == expected
-    monkeypatch.setattr(_config, "NARROW_BLOCKS", False)
-    assert not fbplan.column_widths(np.array(sizes), rows, threads, itemsize).any()
+    monkeypatch.setattr(_config, "NARROW_BLOCKS", False)  # no small-matrix path: only even_blocks
+    got = fbplan.column_widths(np.array(sizes), rows, threads, itemsize)
+    assert got.tolist() == [-fbplan.even_blocks(n, threads) for n in sizes[1:-1]] + [0]
 
 
 @pytest.mark.parametrize(
-    ("sizes", "rows", "threads", "itemsize", "expected"),
+    ("n_out", "threads", "expected"),
     [
-        ((784, 512, 256, 10), 32, 2, 4, 48),  # mnist_b32: 17 blocks of input features
-        ((784, 512, 256, 10), 32, 2, 8, 56),  # float64: a multiple of 8
-        ((784, 512, 256, 10), 64, 2, 4, 16),
-        ((784, 512, 256, 10), 128, 2, 4, 0),  # 15 features: too narrow, two halves
-        ((64, 300, 10), 32, 2, 4, 0),  # all 64 features are within the bound: one block
-        ((784, 512, 256, 10), 32, 32, 4, 0),  # 17 blocks < 32 threads: even split
+        (512, 2, 4),  # 4 blocks of 128, 2 a thread
+        (256, 2, 0),  # two halves of 128: one even block a thread
+        (300, 2, 4),  # 4 blocks of 75
+        (1024, 2, 8),
+        (1000, 3, 9),  # 9 blocks of 111-112
+        (512, 1, 0),  # one thread: the row split's single block
+        (512, 16, 0),  # 32 columns a thread already
     ],
 )
-def test_input_width(sizes, rows, threads, itemsize, expected, monkeypatch):
-    monkeypatch.setattr(_config, "NARROW_BLOCKS", True)
-    assert fbplan.input_width(np.array(sizes), rows, threads, itemsize) == expected
-    monkeypatch.setattr(_config, "NARROW_BLOCKS", False)
-    assert fbplan.input_width(np.array(sizes), rows, threads, itemsize) == 0
+def test_even_blocks(n_out, threads, expected):
+    n = fbplan.even_blocks(n_out, threads)
+    assert n == expected
+    if n:  # a multiple of the threads, more than them, none wider than the bound
+        assert n % threads == 0 and n > threads and -(-n_out // n) <= _config.COLUMN_BLOCK_MAX
 
 
 def test_column_widths_stay_within_the_small_path(monkeypatch):
-    """Every width the rule picks is a multiple of 64 bytes, at least the minimum, keeps
-    each of the layer's three products within OpenBLAS's small-matrix bounds, and leaves at
-    least as many blocks as threads (more than one)."""
+    """Every width the small-matrix rule picks (positive: even blocks are negative) is a
+    multiple of 64 bytes, at least the minimum, keeps each of the layer's three products
+    within OpenBLAS's small-matrix bounds, and leaves at least as many blocks as threads
+    (more than one)."""
     monkeypatch.setattr(_config, "NARROW_BLOCKS", True)
     seen = seen_in = 0
     for n_in in (8, 64, 784, 3000):
@@ -241,7 +248,7 @@ def test_column_widths_stay_within_the_small_path(monkeypatch):
                         for isz in (4, 8):
                             sizes = np.array([n_in, n_out, n_next])
                             w = int(fbplan.column_widths(sizes, rows, threads, isz)[0])
-                            if w:
+                            if w > 0:
                                 seen += 1
                                 assert w % (64 // isz) == 0 and w >= _config.SMALL_GEMM_MIN_WIDTH
                                 assert rows * w * max(n_in, n_next) <= _config.SMALL_GEMM_MNK

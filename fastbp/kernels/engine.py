@@ -89,7 +89,8 @@ class TrainArgs(NamedTuple):
     targets (other losses) or empty, ``sw`` float64 sample weights or empty, ``order`` the
     epoch's row order. Batching: ``batch_size``, ``n_threads`` (row blocks or column blocks
     the work is split into), ``min_rows`` (fewest rows a row block gets), ``cwidth`` (int64
-    per layer: the column split's block width, or 0 for ``n_threads`` even blocks), ``iwidth``
+    per layer: the column split's block width, or ``-n`` for ``n`` even blocks, or 0 for
+    ``n_threads`` even ones), ``iwidth``
     (the same for the blocks of input features of the first layer's weight gradient). The network:
     ``theta``, ``sizes``, ``fwd``/``bwd`` (each layer's activation kernels, from
     ``activations.addresses``), ``woff``, ``boff``, ``coff`` (module docstring),
@@ -527,9 +528,12 @@ def batch_gradients(a, wsum, nb, bodies):
 @njit(**INLINE)
 def column_blocks(a, l):
     """How many column blocks the column split cuts hidden layer ``l`` into (``a`` the
-    :class:`TrainArgs` record): ``cwidth[l]`` wide, or ``n_threads`` even ones."""
+    :class:`TrainArgs` record): ``cwidth[l]`` wide, ``-cwidth[l]`` even ones where it is
+    negative, or ``n_threads`` even ones where it is 0."""
     w = a.cwidth[l]
-    return (a.sizes[l + 1] + w - 1) // w if w > 0 else a.n_threads
+    if w > 0:
+        return (a.sizes[l + 1] + w - 1) // w
+    return -w if w < 0 else a.n_threads
 
 
 @njit(**INLINE)
@@ -543,7 +547,7 @@ def input_blocks(a):
 @njit(**INLINE)
 def column_range(t, nb, n_out, w):
     """Columns ``(c0, c1)`` of block ``t`` of ``nb`` over ``n_out`` columns: ``w`` wide (the
-    last one what is left), or for ``w`` 0 the ``t``-th of ``nb`` even blocks."""
+    last one what is left), or for ``w`` <= 0 the ``t``-th of ``nb`` even blocks."""
     if w > 0:
         return t * w, imin(n_out, (t + 1) * w)
     return t * n_out // nb, (t + 1) * n_out // nb
