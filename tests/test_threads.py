@@ -157,6 +157,40 @@ def test_chooser_needs_a_wider_margin_to_drop_threads():
     assert c.current == 2
 
 
+def test_chooser_returns_soon_after_a_slow_moment():
+    """A slow moment of two threads sends the fit to one; once two threads are fast again it
+    is back on them within PROBE_AFTER_DOWN segments, not PROBE_EVERY or more. On one
+    thread under lasting load it looks at two every PROBE_EVERY segments at most."""
+    c = ThreadChooser(2)
+    rates = {2: 1500.0, 1: 900.0}
+
+    def run(n):
+        used = []
+        for _ in range(n):
+            threads, batches = c.choose(300)
+            c.record(threads, batches, batches / rates[threads])
+            used.append(threads)
+        return used
+
+    run(40)
+    assert c.current == 2
+    rates[2] = 500.0  # a slow moment: a neighbour on one of the two cores
+    for _ in range(12):
+        run(1)
+        if c.current == 1:
+            break
+    assert c.current == 1
+    rates[2] = 1500.0  # and over at once
+    used = run(adaptive.PROBE_AFTER_DOWN + 3)
+    assert c.current == 2 and used[-2:] == [2, 2]
+    rates[2] = 500.0  # lasting load: probes keep coming, every PROBE_EVERY segments or sooner
+    used = run(200)
+    assert c.current == 1
+    gaps = np.diff([i for i, t in enumerate(used) if t == 2])
+    assert gaps[-5:].max() <= adaptive.PROBE_EVERY + 1 and len(gaps) < 200 / 4
+    assert adaptive.PROBE_AFTER_DOWN < adaptive.PROBE_EVERY
+
+
 def test_chooser_with_one_thread_never_probes():
     c = ThreadChooser(1)
     assert all(c.choose(7) == (1, 7) for _ in range(20))
