@@ -24,13 +24,14 @@ from __future__ import annotations
 #: that kept confirming the current count (each doubles the wait).
 PROBE_EVERY: int = 8
 PROBE_EVERY_MAX: int = 64
-#: After a move to fewer threads the next probe comes this many segments later, and below
-#: the thread cap at most every :data:`PROBE_EVERY` (the wait doubles up to the maximum at
-#: the cap only). A slow moment sends a fit down as surely as a busy core does: measured on
-#: 2 cores, 784-512-256-10 at batch 32, epochs after a 0.3 s pause, the first two-thread
-#: segment ran at 534 batches/s against 893 on one thread, and the fit then stayed on one
-#: thread for six epochs (850/s) that two threads ran at 1500/s. Under real load each such
-#: probe costs about a quarter of a segment at the slower count (2-3 % of the time).
+#: After a move to fewer threads the first probe comes this many segments later (then the
+#: wait doubles on each confirming probe, as at any count). A slow moment sends a fit down
+#: as surely as a busy core does: measured on 2 cores, 784-512-256-10 at batch 32, epochs
+#: after a 0.3 s pause, the first two-thread segment ran at 534 batches/s against 893 on
+#: one thread, and the fit then stayed on one thread for six epochs (850/s) that two
+#: threads ran at 1500/s. Probing more often for as long as the load lasts costs: a probe
+#: of two threads beside a busy core cost up to 0.1 s (8 batches at 58/s), so the waits
+#: still grow to :data:`PROBE_EVERY_MAX`.
 PROBE_AFTER_DOWN: int = 2
 #: A probe segment's length, as a fraction of a normal segment's time (at least one batch):
 #: its batches are scaled by the probed count's last known rate against the current one's,
@@ -149,8 +150,7 @@ class ThreadChooser:
             self._interval = PROBE_EVERY if best > self.current else PROBE_AFTER_DOWN
             self.current = best
         elif probe:  # the current count confirmed: probe less often
-            top = PROBE_EVERY_MAX if self.current == self.cap else PROBE_EVERY
-            self._interval = min(2 * self._interval, top)
+            self._interval = min(2 * self._interval, PROBE_EVERY_MAX)
 
     def _probe_candidate(self) -> int | None:
         """The neighbouring count to try next: one never measured first, else the one
