@@ -119,18 +119,23 @@ def column_widths(sizes: np.ndarray, rows: int, n_threads: int, itemsize: int) -
     if rows < 1:
         return widths
     small = small_gemm_path()
-    q = 64 // itemsize
     for l in range(L - 1):
         n_in, n_out, n_next = int(sizes[l]), int(sizes[l + 1]), int(sizes[l + 2])
         w = _config.SMALL_GEMM_MNK // (rows * max(n_in, n_next))
         if n_next >= _config.SMALL_GEMM_TN_K:  # the output gradient's transposed product
             w = min(w, _config.SMALL_GEMM_TN_MN // rows)
-        w -= w % q
-        if small and w >= max(q, _config.SMALL_GEMM_MIN_WIDTH) and -(-n_out // w) >= max(2, n_threads):
-            widths[l] = w
-        else:
-            widths[l] = -even_blocks(n_out, n_threads)
+        w = _small_width(w, n_out, n_threads, itemsize) if small else 0
+        widths[l] = w if w else -even_blocks(n_out, n_threads)
     return widths
+
+
+def _small_width(w: int, n: int, n_threads: int, itemsize: int) -> int:
+    """``w``, the widest block of ``n`` units whose products fit the small-matrix bounds,
+    cut down to a multiple of 64 bytes; 0 where that is narrower than
+    :data:`_config.SMALL_GEMM_MIN_WIDTH` or leaves fewer blocks than threads (or one)."""
+    q = 64 // itemsize
+    w -= w % q
+    return w if w >= max(q, _config.SMALL_GEMM_MIN_WIDTH) and -(-n // w) >= max(2, n_threads) else 0
 
 
 def even_blocks(n_out: int, n_threads: int) -> int:
@@ -152,12 +157,7 @@ def input_width(sizes: np.ndarray, rows: int, n_threads: int, itemsize: int) -> 
     product."""
     if rows < 1 or not small_gemm_path():
         return 0
-    q = 64 // itemsize
-    w = _config.SMALL_GEMM_MNK // (rows * int(sizes[1]))
-    w -= w % q
-    if w >= max(q, _config.SMALL_GEMM_MIN_WIDTH) and -(-int(sizes[0]) // w) >= max(2, n_threads):
-        return w
-    return 0
+    return _small_width(_config.SMALL_GEMM_MNK // (rows * int(sizes[1])), int(sizes[0]), n_threads, itemsize)
 
 
 def workspace(

@@ -90,8 +90,8 @@ class TrainArgs(NamedTuple):
     epoch's row order. Batching: ``batch_size``, ``n_threads`` (row blocks or column blocks
     the work is split into), ``min_rows`` (fewest rows a row block gets), ``cwidth`` (int64
     per layer: the column split's block width, or ``-n`` for ``n`` even blocks, or 0 for
-    ``n_threads`` even ones), ``iwidth``
-    (the same for the blocks of input features of the first layer's weight gradient). The network:
+    ``n_threads`` even ones), ``iwidth`` (the same for the blocks of input features of the
+    first layer's weight gradient). The network:
     ``theta``, ``sizes``, ``fwd``/``bwd`` (each layer's activation kernels, from
     ``activations.addresses``), ``woff``, ``boff``, ``coff`` (module docstring),
     ``loss`` code, ``lossk`` (its kernels, ``losses.loss_kernels``), ``sumk`` (the column-sums
@@ -530,18 +530,23 @@ def column_blocks(a, l):
     """How many column blocks the column split cuts hidden layer ``l`` into (``a`` the
     :class:`TrainArgs` record): ``cwidth[l]`` wide, ``-cwidth[l]`` even ones where it is
     negative, or ``n_threads`` even ones where it is 0."""
-    w = a.cwidth[l]
-    if w > 0:
-        return (a.sizes[l + 1] + w - 1) // w
-    return -w if w < 0 else a.n_threads
+    return _n_blocks_of(a.sizes[l + 1], a.cwidth[l], a.n_threads)
 
 
 @njit(**INLINE)
 def input_blocks(a):
     """How many blocks of input features the column split cuts the first layer's weight
     gradient into: ``iwidth`` wide, or ``n_threads`` even ones."""
-    w = a.iwidth
-    return (a.sizes[0] + w - 1) // w if w > 0 else a.n_threads
+    return _n_blocks_of(a.sizes[0], a.iwidth, a.n_threads)
+
+
+@njit(**INLINE)
+def _n_blocks_of(n, w, n_threads):
+    """Blocks of ``n`` units for a width ``w``: ``w`` wide, ``-w`` even ones, or for 0 one
+    even block a thread (:func:`column_range` gives each block's range)."""
+    if w > 0:
+        return (n + w - 1) // w
+    return -w if w < 0 else n_threads
 
 
 @njit(**INLINE)
