@@ -13,9 +13,13 @@ about 0.2 s; :class:`ThreadChooser` times each one and picks, for the next, the 
 the candidate counts (the thread count, then halvings down to 1), re-trying the others in
 short probe segments now and then, and at once when the current rate falls.
 
-Only the number of threads that *run* changes: the blocks the work is split into, and the
-order their partial sums are added, stay those of the full thread count whoever computes
-them, so the weights are bit for bit those of a fixed ``set_num_threads(n)`` run.
+By default only the number of threads that *run* changes: the blocks the work is split
+into, and the order their partial sums are added, stay those of the full thread count
+whoever computes them, so the weights are bit for bit those of a fixed
+``set_num_threads(n)`` run. With :data:`fastbp._config.RUN_BLOCKS` on, a segment on fewer
+threads splits its batches into that many threads' blocks (``model._run_workspace``),
+which one thread runs faster than blocks cut for two; the weights then follow the choices
+to rounding only.
 """
 
 from __future__ import annotations

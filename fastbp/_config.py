@@ -127,6 +127,18 @@ NARROW_BLOCKS: bool | None = None
 #: path) 784-512-256-10 at batch 128 1.05x and at batch 32 1.00x.
 COLUMN_BLOCK_MAX: int = 128
 
+#: Whether an adaptive ``fit`` segment that runs fewer threads than the thread count
+#: (``_adaptive.py``) splits its batches into that many threads' blocks (True) or keeps
+#: the full count's blocks (False, default: the weights are then bit for bit those of
+#: ``set_num_threads(n)`` whatever ran, the same on every run of a seed). Keeping them
+#: costs one thread running blocks cut for two: measured on 2 cores with one busy, in one
+#: process alternating epochs, 64-128-64-10 at batch 128 trained at 0.92x a one-thread
+#: model's speed with the full count's blocks against 0.98x with its own, 784-512-256-10 at
+#: batch 128 0.90x against 0.95x, with Adam 0.88x against 1.01x. True trades the bits for
+#: that: the weights then follow the choices to rounding (6e-8 measured, tests/test_threads.py)
+#: and two runs of a seed on a busy machine may differ in the last bits.
+RUN_BLOCKS: bool = False
+
 #: Rows per thread-local chunk in ``predict``/``evaluate``.
 PREDICT_CHUNK: int = 256
 

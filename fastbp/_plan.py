@@ -197,4 +197,5 @@ def workspace(
         "coef": np.zeros(N_COEF, dtype=dt),
         "chooser": ThreadChooser(n_threads),
         "fresh": True,  # no segment has run in it yet
+        "runs": {},  # running thread count -> its workspace (model._run_workspace)
     }

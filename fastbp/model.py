@@ -389,6 +389,22 @@ class Sequential:
                                           self._loss == CROSS_ENTROPY, self.n_outputs, self.dtype)  # fmt: skip
         return self._workspace
 
+    def _run_workspace(self, ws: dict, run: int) -> dict:
+        """The workspace for a segment of a fit on ``ws`` that runs ``run`` threads: ``ws``
+        itself for its full thread count (or with :data:`_config.RUN_BLOCKS` off), else
+        buffers for the same split cut into ``run`` threads' blocks, made once per count
+        and kept with ``ws``. The split kind stays ``ws``'s, so the compiled bodies do too."""
+        if run == ws["threads"] or not _config.RUN_BLOCKS:
+            return ws
+        wr = ws["runs"].get(run)
+        if wr is None:
+            plan, isz, rows, cols = self._plan, self.dtype.itemsize, ws["rows"], ws["cols"]
+            widths = _plan.column_widths(plan.sizes, rows, run, isz) if cols else np.zeros_like(ws["cwidth"])
+            iwidth = _plan.input_width(plan.sizes, rows, run, isz) if cols else 0
+            wr = ws["runs"][run] = _plan.workspace(plan, rows, run, ws["sparse"], cols, widths, iwidth,
+                                                   self._loss == CROSS_ENTROPY, self.n_outputs, self.dtype)  # fmt: skip
+        return wr
+
     def _check_xy(
         self, X: object, y: object, sample_weight: object, name: str = "", n_features: int | None = None
     ) -> tuple:  # fmt: skip
@@ -566,22 +582,31 @@ class Sequential:
             with compute_threads() as n_threads, _precompile.helping(self, X, yi, yf, swk, rows, batch_size, n_threads):
                 ws = self._workspace_for(rows, n_threads, is_sparse(X))
                 cols = ws["cols"]
-                # how many of the n_threads run each segment (the work is split for all of
-                # them whatever runs, so the weights do not depend on it): _adaptive.py
+                # how many of the n_threads run each segment, and on how many threads' blocks
+                # (_config.RUN_BLOCKS): _adaptive.py
                 chooser = ws["chooser"] if _threads.adaptive() and n_threads > 1 else None
-                a = self._train_args(X, yi, yf, swk, order, batch_size, n_threads, ws, seed, opt, hyper, clipnorm,
-                                     acc, self._train_kernels())  # fmt: skip
-                bodies = columns.train_bodies(a) if cols else engine.train_bodies(a)
+                kernels = self._train_kernels()
+                args: dict[int, engine.TrainArgs] = {}
+
+                def args_for(run: int) -> engine.TrainArgs:
+                    if run not in args:
+                        wr = self._run_workspace(ws, run)
+                        args[run] = self._train_args(X, yi, yf, swk, order, batch_size, wr["threads"], wr, seed, opt,
+                                                     hyper, clipnorm, acc, kernels)  # fmt: skip
+                    return args[run]
+
+                bodies = columns.train_bodies(args_for(n_threads)) if cols else engine.train_bodies(args_for(n_threads))
                 b = 0
                 seg = self._segment_batches
                 while b < n_batches:
-                    run, length = n_threads, seg
+                    # a probe is a fraction of the segment that runs, which the epoch's end may cut
+                    run, length = n_threads, min(seg, n_batches - b)
                     if chooser is not None:
-                        run, length = chooser.choose(seg)
+                        run, length = chooser.choose(length)
                         numba.set_num_threads(run)
                     b1 = min(n_batches, b + length)
                     t0 = time.perf_counter()
-                    self._step, bad = engine.train_batches(a, b, b1, self._step, bodies)
+                    self._step, bad = engine.train_batches(args_for(run), b, b1, self._step, bodies)
                     if bad >= 0:
                         raise TrainingDivergedError(epoch, int(bad), history)
                     seconds = time.perf_counter() - t0

@@ -198,11 +198,13 @@ def test_chooser_with_one_thread_never_probes():
 
 @pytest.mark.skipif(POOL < 2, reason="needs 2 Numba threads")
 def test_weights_do_not_depend_on_the_threads_that_ran(restore_threads, monkeypatch):
-    """Adaptive fit, with the chooser forced to alternate 2 and 1 running threads every
-    segment: bit for bit the weights of a fixed 2-thread fit, row and column split."""
+    """With ``RUN_BLOCKS`` off (the default), an adaptive fit with the chooser forced to alternate 2 and
+    1 running threads every segment: bit for bit the weights of a fixed 2-thread fit, row
+    and column split."""
     rng = np.random.default_rng(1)
     X = rng.standard_normal((600, 300)).astype(np.float32)
     y = rng.integers(0, 4, 600)
+    monkeypatch.setattr(fb_config, "RUN_BLOCKS", False)
     monkeypatch.setattr(fb_config, "SEGMENT_SECONDS", 1e-9)  # one batch a segment
     for batch, widths in ((40, (300, 64)), (100, (48, 24))):  # column split, row split
         results = {}
@@ -228,7 +230,61 @@ def test_weights_do_not_depend_on_the_threads_that_ran(restore_threads, monkeypa
         for a, b in zip(results["fixed"][0], results["alternating"][0]):
             np.testing.assert_array_equal(a, b)
         monkeypatch.undo()
+        monkeypatch.setattr(fb_config, "RUN_BLOCKS", False)
         monkeypatch.setattr(fb_config, "SEGMENT_SECONDS", 1e-9)
+
+
+def _forced_fit(monkeypatch, X, y, widths, batch, runs, optimizer, epochs=2):  # noqa: ANN001, ANN202
+    """An adaptive 2-thread fit whose chooser runs ``runs(i)`` threads in segment ``i`` (one
+    batch a segment); returns the model and the counts that ran."""
+    seen: list[int] = []
+
+    def choose(self, batches):  # noqa: ANN001, ANN202
+        seen.append(runs(len(seen)))
+        return seen[-1], batches
+
+    with monkeypatch.context() as m:
+        m.setattr(fb_config, "SEGMENT_SECONDS", 1e-9)
+        m.setattr(ThreadChooser, "choose", choose)
+        fb.set_num_threads(2, adaptive=True)
+        layers = [fb.Dense(w, activation="relu") for w in widths] + [fb.Dense(4)]
+        model = fb.Sequential(layers, loss="cross_entropy", optimizer=optimizer, seed=5)
+        model.fit(X, y, epochs=epochs, batch_size=batch, verbose=0)
+    return model, seen
+
+
+@pytest.mark.skipif(POOL < 2, reason="needs 2 Numba threads")
+def test_fewer_running_threads_take_their_own_blocks(restore_threads, monkeypatch):
+    """With ``RUN_BLOCKS`` on, a segment on one thread runs one thread's blocks. Forced
+    to one thread throughout, the row split gives bit for bit the weights of a fixed
+    ``set_num_threads(1)`` fit; alternating 1 and 2, both splits train the model of a fixed
+    2-thread fit to rounding. Tolerance: float32 SGD with momentum over 30 steps, the row
+    blocks' partial gradients summed in another grouping every other step, differed by at
+    most 6e-8 (measured, weights up to 0.46; the column split's blocks came out identical);
+    one of two row blocks' gradient left out of a single step moves the largest weights by
+    1e-3 to 5e-3 (the learning rate times half a batch's gradient, measured)."""
+    monkeypatch.setattr(fb_config, "RUN_BLOCKS", True)
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((600, 300)).astype(np.float32)
+    y = rng.integers(0, 4, 600)
+    sgd = fb.SGD(0.05, momentum=0.9)
+    one, seen = _forced_fit(monkeypatch, X, y, (48, 24), 100, lambda i: 1, fb.Adam(1e-3))
+    assert set(seen) == {1} and one._workspace["runs"][1]["threads"] == 1
+    fb.set_num_threads(1)
+    fixed1 = fb.Sequential([fb.Dense(48, activation="relu"), fb.Dense(24, activation="relu"), fb.Dense(4)],
+                           loss="cross_entropy", optimizer=fb.Adam(1e-3), seed=5)  # fmt: skip
+    fixed1.fit(X, y, epochs=2, batch_size=100, verbose=0)
+    for a, b in zip(one.get_weights(), fixed1.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    for batch, widths in ((40, (300, 64)), (100, (48, 24))):  # column split, row split
+        alt, seen = _forced_fit(monkeypatch, X, y, widths, batch, lambda i: i % 2 + 1, sgd)
+        assert set(seen) == {1, 2} and alt._workspace["cols"] == (batch == 40)
+        fb.set_num_threads(2)
+        layers = [fb.Dense(w, activation="relu") for w in widths] + [fb.Dense(4)]
+        fixed = fb.Sequential(layers, loss="cross_entropy", optimizer=sgd, seed=5)
+        fixed.fit(X, y, epochs=2, batch_size=batch, verbose=0)
+        for a, b in zip(alt.get_weights(), fixed.get_weights()):
+            np.testing.assert_allclose(a, b, rtol=0, atol=2e-5)
 
 
 def test_explicit_thread_count_turns_adaptation_off(restore_threads):
