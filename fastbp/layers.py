@@ -26,8 +26,8 @@ class Dense:
     activation : str or None, default=None
         One of ``identity`` (same as None), ``sigmoid``, ``tanh``, ``relu``,
         ``leaky_relu`` (slope 0.01), ``elu`` (alpha 1), ``gelu`` (exact erf form, PyTorch's
-        default), ``softplus``, ``silu``. In float32, ``tanh`` is a rational approximation
-        (within 1 ulp) that vectorises. Leave the last layer linear: the loss applies
+        default), ``softplus``, ``silu``. In float32, ``tanh`` is computed in float32
+        arithmetic that vectorises (within 1.07 ulp). Leave the last layer linear: the loss applies
         its own link (softmax for ``cross_entropy``, sigmoid for ``binary_cross_entropy``).
     kernel_init : str, default="auto"
         ``"auto"`` is He uniform (limit ``sqrt(6 / n_in)``) for relu-like activations
