@@ -588,12 +588,13 @@ class Sequential:
                 kernels = self._train_kernels()
                 args: dict[int, engine.TrainArgs] = {}
 
-                def args_for(run: int) -> engine.TrainArgs:
-                    if run not in args:
-                        wr = self._run_workspace(ws, run)
-                        args[run] = self._train_args(X, yi, yf, swk, order, batch_size, wr["threads"], wr, seed, opt,
-                                                     hyper, clipnorm, acc, kernels)  # fmt: skip
-                    return args[run]
+                def args_for(run: int) -> engine.TrainArgs:  # one per workspace: ws itself unless RUN_BLOCKS
+                    wr = self._run_workspace(ws, run)
+                    t = wr["threads"]
+                    if t not in args:
+                        args[t] = self._train_args(X, yi, yf, swk, order, batch_size, t, wr, seed, opt, hyper,
+                                                   clipnorm, acc, kernels)  # fmt: skip
+                    return args[t]
 
                 bodies = columns.train_bodies(args_for(n_threads)) if cols else engine.train_bodies(args_for(n_threads))
                 b = 0
