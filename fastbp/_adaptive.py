@@ -37,11 +37,14 @@ PROBE_EVERY_MAX: int = 64
 #: of two threads beside a busy core cost up to 0.1 s (8 batches at 58/s), so the waits
 #: still grow to :data:`PROBE_EVERY_MAX`.
 PROBE_AFTER_DOWN: int = 2
-#: A probe segment's length, as a fraction of a normal segment's time (at least one batch):
-#: its batches are scaled by the probed count's last known rate against the current one's,
-#: since under load a count can be 20x slower (measured: 2 threads against 1 on a 64-128-
-#: 64-10 net with one of two cores busy), and a probe sized in batches would then take 20x
-#: as long. A count never measured gets :data:`FIRST_PROBE_FRACTION` of a segment's batches.
+#: A probe of another count starts with a look of FIRST_PROBE_FRACTION of a segment's
+#: batches (at least one), scaled by that count's last known rate against the current
+#: one's; a look too short to judge goes on to :data:`MIN_SECONDS` in all (unless it is
+#: :data:`DECISIVE`). Under load a count can be 20x slower than its last rate says: the
+#: rate of a quiet moment, measured on 2 cores with one then taken by a spinning process,
+#: sized a probe of 784-512-256-10 at batch 128 (Adam) at 11 batches, which took 0.64 s
+#: (58 ms a batch against 3.2 ms on one thread), more than an epoch. PROBE_FRACTION sizes
+#: the first segment of the current count itself, when it has no rate yet.
 PROBE_FRACTION: float = 0.25
 FIRST_PROBE_FRACTION: float = 1 / 32
 #: Switch to another count only when its measured rate beats the current one's by this;
@@ -56,6 +59,26 @@ MARGIN_DOWN: float = 1.15
 #: for one thread from the first batches, whose two-thread batch woke the pool: it then
 #: trained two epochs at 0.6x its two-thread speed before the next probe (measured).
 MIN_SECONDS: float = 0.02
+#: ... unless a probe of another count is already this many times slower than the current
+#: count over at least :data:`DECISIVE_SECONDS`: that is no pool waking up (the slowest
+#: first two-thread batch measured, 784-512-256-10 at batch 32, was 1-2 ms against 1.1 ms
+#: on one thread), it is a busy core. Measured on 2 cores with one taken by a spinning
+#: process, 64-128-64-10 at batch 64: one two-thread batch took 3.7 ms against 0.065 ms on
+#: one thread (56x), and the MIN_SECONDS rule then ran 5 more (35 ms) before judging, more
+#: than the whole 21 ms epoch of one thread; a probe of such a net now costs the one batch.
+DECISIVE: float = 4.0
+DECISIVE_SECONDS: float = 0.002
+#: A probe of a count measured before, or the top-up of a look, waits until the current
+#: count has run 1 / PROBE_BUDGET times the time the probe is expected to lose (its
+#: batches at that count's last rate, or the look's, against the current one's). Under load the probes of a small net
+#: dominate otherwise: measured on 2 cores with one busy, 64-128-64-10 at batch 64 trains
+#: a 20 ms epoch on one thread, and one two-thread batch beside the busy core took 7.4 ms;
+#: probing every few segments (epochs of one or two segments each) cost a third of the
+#: time. With the budget such a probe comes every ~0.15 s of training, and the fit is back
+#: on two threads that long after the load ends. On a quiet machine, 16-64-64-64-64-1 at
+#: batch 256 trains an epoch of 20,000 rows in 12 ms on two threads, and topping up a look
+#: at one thread to MIN_SECONDS at once ran 17 ms of it (an epoch of 19 ms).
+PROBE_BUDGET: float = 0.05
 #: A segment slower than this fraction of the current count's rate triggers a probe.
 DROP: float = 0.7
 #: Weight of the newest segment in each count's rate (exponential moving average).
@@ -98,6 +121,7 @@ class ThreadChooser:
         self._flip = False
         self._interval = PROBE_EVERY
         self._pending: dict[int, tuple[int, float]] = {}  # count -> time not yet a rate
+        self._ran = 0.0  # seconds the current count has run since the last probe
 
     def choose(self, batches: int) -> tuple[int, int]:
         """(threads, batches) for the next segment, ``batches`` being its normal length.
@@ -114,11 +138,18 @@ class ThreadChooser:
         other = unfinished[0] if unfinished else self._probe_candidate()
         if other is not None and (unfinished or self._probe_next or self._since_probe > self._interval
                                   or other not in self.rate):  # fmt: skip
-            self._since_probe = 0
-            self._probe_next = False
             known = self.rate.get(other)
-            fraction = PROBE_FRACTION * min(1.0, known / self.rate[self.current]) if known else FIRST_PROBE_FRACTION
-            return other, self._rest(other, max(1, int(batches * fraction)))
+            fraction = FIRST_PROBE_FRACTION * (min(1.0, known / self.rate[self.current]) if known else 1.0)
+            n_probe = self._rest(other, max(1, int(batches * fraction)))
+            # the rate it will run at: its last one, or for a look being topped up, the look's
+            b0, s0 = self._pending.get(other, (0, 0.0))
+            expect = b0 / s0 if s0 > 0 else known
+            loss = n_probe / expect - n_probe / self.rate[self.current] if expect else 0.0
+            if loss <= PROBE_BUDGET * self._ran:  # else not yet: the probe would cost too much
+                self._since_probe = 0
+                self._probe_next = False
+                self._ran = 0.0
+                return other, n_probe
         return self.current, batches
 
     def _rest(self, threads: int, batches: int) -> int:
@@ -133,9 +164,14 @@ class ThreadChooser:
         """Add a segment's measured rate; move to a faster count if it is one."""
         if self.cap == 1 or batches <= 0 or seconds <= 0:
             return
+        if threads == self.current:
+            self._ran += seconds
         b0, s0 = self._pending.pop(threads, (0, 0.0))
         batches, seconds = batches + b0, seconds + s0
-        if seconds < MIN_SECONDS:  # too short to judge: add the next segment of this count
+        current = self.rate.get(self.current)
+        decisive = (threads != self.current and current is not None and seconds >= DECISIVE_SECONDS
+                    and DECISIVE * batches / seconds < current)  # fmt: skip
+        if seconds < MIN_SECONDS and not decisive:  # too short to judge: add the next segment of this count
             self._pending[threads] = (batches, seconds)
             return
         r = batches / seconds
@@ -153,6 +189,8 @@ class ThreadChooser:
         if best != self.current and self.rate[best] > margin * self.rate.get(self.current, 0.0):
             self._interval = PROBE_EVERY if best > self.current else PROBE_AFTER_DOWN
             self.current = best
+            # a look waiting for its top-up was taken against the count left: start over
+            self._pending = {n: p for n, p in self._pending.items() if n == best}
         elif probe:  # the current count confirmed: probe less often
             self._interval = min(2 * self._interval, PROBE_EVERY_MAX)
 

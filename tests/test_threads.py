@@ -113,11 +113,10 @@ def test_chooser_probes_short_and_backs_off():
             probes.append(batches)
         c.record(threads, batches, batches / (100.0 if threads == 2 else 60.0))
     assert c.current == 2
-    # 40 / 32: a count never measured gets very short looks, until they add up to
-    # MIN_SECONDS (one batch at 60/s is 17 ms, two are enough)
-    assert probes[:2] == [1, 1]
-    assert set(probes[2:]) == {6}  # then a quarter of a segment's time: 40 / 4 * 60 / 100
-    assert len(probes) < 200 / adaptive.PROBE_EVERY  # fewer and fewer probes once confirmed
+    # 40 / 32: every probe is a short look, topped up until they add up to MIN_SECONDS
+    # (one batch at 60/s is 17 ms, two are enough)
+    assert probes == [1, 1] * (len(probes) // 2)
+    assert len(probes) < 2 * 200 / adaptive.PROBE_EVERY  # fewer and fewer probes once confirmed
 
 
 def test_chooser_judges_a_count_on_enough_time():
@@ -126,13 +125,72 @@ def test_chooser_judges_a_count_on_enough_time():
     the pool, does not send a fit to one thread."""
     c = ThreadChooser(2)
     used = []
-    for i in range(40):
+    for i in range(100):  # the look at one thread is topped up once PROBE_BUDGET allows
         threads, batches = c.choose(4)
         seconds = batches / (1000.0 if threads == 2 else 600.0) + (0.004 if i == 0 else 0.0)
         c.record(threads, batches, seconds)
         used.append(threads)
     assert c.current == 2 and c.rate[1] == pytest.approx(600.0)
     assert used[-5:] == [2] * 5
+
+
+def test_chooser_judges_a_far_slower_probe_at_once():
+    """A probe far slower than the current count (DECISIVE times, over DECISIVE_SECONDS) is
+    judged on its first segment: on a busy core one two-thread batch of a small net took
+    56x one thread's time, and topping it up to MIN_SECONDS cost more than an epoch. A
+    probe only a few times slower, or too short to tell, still adds up to MIN_SECONDS."""
+    assert adaptive.DECISIVE_SECONDS < adaptive.MIN_SECONDS
+
+    def on_one_thread(rate: float = 15000.0) -> ThreadChooser:
+        c = ThreadChooser(2)
+        c.current = 1
+        c.rate[1] = rate
+        c._probe_next = True
+        return c
+
+    c = on_one_thread()
+    assert c.choose(3000)[0] == 2
+    c.record(2, 1, 0.0037)  # 270 batches/s against 15000
+    assert c.rate[2] == pytest.approx(1 / 0.0037) and not c._pending and c.current == 1
+    assert c.choose(3000) == (1, 3000)  # no top-up of the probe: back to work
+    c = on_one_thread(600.0)
+    c.choose(40)
+    c.record(2, 1, 0.005)  # 200/s against 600: a pool waking up, maybe; look on
+    assert 2 not in c.rate and c._pending == {2: (1, 0.005)}
+    assert c.choose(40) == (1, 40)  # once the top-up's expected loss fits PROBE_BUDGET
+    c.record(1, 40, 40 / 600.0)
+    ran = 40 / 600.0
+    for _ in range(40):
+        threads, batches = c.choose(40)
+        if threads == 2:
+            break
+        c.record(1, 40, 40 / 600.0)
+        ran += 40 / 600.0
+    assert threads == 2 and ran * adaptive.PROBE_BUDGET >= batches * (1 / 200 - 1 / 600)
+    c = on_one_thread()
+    c.choose(3000)
+    c.record(2, 1, 0.001)  # 15x slower, but 1 ms: too short to tell
+    assert 2 not in c.rate and 2 in c._pending
+
+
+def test_chooser_keeps_costly_probes_within_budget():
+    """Probes of a count measured far slower lose at most PROBE_BUDGET of the time run,
+    even when the current count's own segments are uneven enough (a busy machine) to ask
+    for a look around after every one of them."""
+    c = ThreadChooser(2)
+    c.current, c.rate[1], c.rate[2] = 1, 15000.0, 135.0  # one two-thread batch: 7.4 ms
+    lost = ran = 0.0
+    for i in range(400):
+        threads, batches = c.choose(300)
+        rate = 135.0 if threads == 2 else (15000.0 if i % 2 else 6000.0)  # each slow one a DROP
+        seconds = batches / rate
+        c.record(threads, batches, seconds)
+        if threads == 2:
+            lost += seconds - batches / 15000.0
+        ran += seconds
+    assert c.current == 1 and 0 < lost <= adaptive.PROBE_BUDGET * ran
+    # the two-thread rate stays known and the probes go on, so a freed core is found
+    assert c.rate[2] == pytest.approx(135.0)
 
 
 def test_chooser_needs_a_wider_margin_to_drop_threads():
@@ -164,10 +222,15 @@ def test_chooser_returns_soon_after_a_slow_moment():
     c = ThreadChooser(2)
     rates = {2: 1500.0, 1: 900.0}
 
+    starts: list[int] = []  # segments that began a probe (not the top-up of a look)
+
     def run(n):
         used = []
         for _ in range(n):
+            waiting = set(c._pending)
             threads, batches = c.choose(300)
+            if threads != c.current and threads not in waiting:
+                starts.append(len(used))
             c.record(threads, batches, batches / rates[threads])
             used.append(threads)
         return used
@@ -184,10 +247,13 @@ def test_chooser_returns_soon_after_a_slow_moment():
     used = run(adaptive.PROBE_AFTER_DOWN + 3)
     assert c.current == 2 and used[-2:] == [2, 2]
     rates[2] = 500.0  # lasting load: the probes back off again
+    starts.clear()
     used = run(300)
     assert c.current == 1
-    gaps = np.diff([i for i, t in enumerate(used) if t == 2])
-    assert gaps[0] <= adaptive.PROBE_AFTER_DOWN + 1 and gaps[-1] > adaptive.PROBE_EVERY and len(gaps) < 12
+    moved = used.index(1)  # the first segment after the move down (it is on one thread)
+    probes = [i for i in starts if used[i] == 2]
+    gaps = np.diff(probes)
+    assert probes[0] - moved <= adaptive.PROBE_AFTER_DOWN and gaps[-1] > adaptive.PROBE_EVERY and len(gaps) < 12
     assert adaptive.PROBE_AFTER_DOWN < adaptive.PROBE_EVERY
 
 
