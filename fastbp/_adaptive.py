@@ -70,8 +70,8 @@ DECISIVE: float = 4.0
 DECISIVE_SECONDS: float = 0.002
 #: A probe of a count measured before, or the top-up of a look, waits until the current
 #: count has run 1 / PROBE_BUDGET times the time the probe is expected to lose (its
-#: batches at that count's last rate, or the look's, against the current one's). Under load the probes of a small net
-#: dominate otherwise: measured on 2 cores with one busy, 64-128-64-10 at batch 64 trains
+#: batches at that count's last rate, or the look's, against the current one's). Under
+#: load the probes of a small net dominate otherwise: measured on 2 cores with one busy, 64-128-64-10 at batch 64 trains
 #: a 20 ms epoch on one thread, and one two-thread batch beside the busy core took 7.4 ms;
 #: probing every few segments (epochs of one or two segments each) cost a third of the
 #: time. With the budget such a probe comes every ~0.15 s of training, and the fit is back
