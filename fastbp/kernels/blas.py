@@ -7,7 +7,8 @@ routine itself: :func:`gemm` passes each view's data pointer and leading dimensi
 SciPy's ``sgemm``/``dgemm`` (``scipy.linalg.cython_blas``, the OpenBLAS Numba's own
 ``np.dot`` calls, held to one thread the same way). Compiled code calls them through
 two symbols, :data:`SGEMM` and :data:`DGEMM`, registered with LLVM at import, so cached
-code finds them in every process.
+code finds them in every process. Deep float32 products with ``b`` read along its rows go
+to this package's own kernel (:mod:`.sgemm`) on CPUs with AVX-512.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 from numba.np.arrayobj import make_array
+
+from . import sgemm
 
 _CHAR = ir.IntType(8)
 _INT = ir.IntType(32)  # the Fortran INTEGER of SciPy's BLAS (LP64)
@@ -81,7 +84,10 @@ def _call_gemm(context, builder, single, ta, tb, m, n, k, one, a, lda, b, ldb, z
     op(a) @ op(b), all LLVM values: ``ta``/``tb`` the transpose flags (i1), the sizes and
     row strides intp, ``a``/``b``/``c`` data pointers and ``one``/``zero`` pointers to
     alpha = 1 and beta = 0 in the matrices' dtype. BLAS takes every argument by reference,
-    Fortran's way. Nothing is called when ``c`` is empty."""
+    Fortran's way. Nothing is called when ``c`` is empty. On CPUs with AVX-512, single
+    precision products whose ``b`` is not transposed, at least :data:`.sgemm.NR` columns
+    wide and :data:`.sgemm.MIN_K` deep, and at most :data:`.sgemm.MAX_MNK` multiply-adds,
+    go to :mod:`.sgemm`'s tiled kernel instead."""
     intp = context.get_value_type(types.intp)
     fnty = ir.FunctionType(ir.VoidType(), [_VOIDP] * 13)
     fn = builder.select(single, *(cgutils.get_or_insert_function(builder.module, fnty, s) for s in (SGEMM, DGEMM)))
@@ -95,12 +101,35 @@ def _call_gemm(context, builder, single, ta, tb, m, n, k, one, a, lda, b, ldb, z
     def integer(value):
         return ref(builder.trunc(value, _INT))
 
-    nothing = ir.Constant(intp, 0)
-    nonempty = builder.and_(builder.icmp_signed("!=", m, nothing), builder.icmp_signed("!=", n, nothing))
-    with builder.if_then(nonempty):
+    def blas():
         # row-major c = op(a) op(b) is column-major c^T = op(b)^T op(a)^T
         builder.call(fn, (trans(tb), trans(ta), integer(n), integer(m), integer(k), one, b, integer(ldb), a,
                           integer(lda), zero, c, integer(ldc)))  # fmt: skip
+
+    nothing = ir.Constant(intp, 0)
+    nonempty = builder.and_(builder.icmp_signed("!=", m, nothing), builder.icmp_signed("!=", n, nothing))
+    with builder.if_then(nonempty):
+        if not sgemm.has_avx512():
+            blas()
+            return
+        context.active_code_library.add_linking_library(sgemm.library())
+        routed = builder.and_(single, builder.not_(tb))
+        for size, least in ((n, sgemm.NR), (k, sgemm.MIN_K)):
+            routed = builder.and_(routed, builder.icmp_signed(">=", size, ir.Constant(intp, least)))
+        volume = builder.mul(builder.mul(m, n), k)
+        routed = builder.and_(routed, builder.icmp_signed("<=", volume, ir.Constant(intp, sgemm.MAX_MNK)))
+        with builder.if_else(routed) as (tiled, other):
+            with tiled:  # op(a)[i, p] at a[i * a_row + p * a_k]
+                unit = ir.Constant(intp, 1)
+                a_row, a_k = builder.select(ta, unit, lda), builder.select(ta, lda, unit)
+                kernel = cgutils.get_or_insert_function(
+                    builder.module,
+                    ir.FunctionType(ir.VoidType(), [intp] * 3 + [_VOIDP, intp, intp, _VOIDP, intp, _VOIDP, intp]),
+                    sgemm.SYMBOL,
+                )
+                builder.call(kernel, (m, n, k, a, a_row, a_k, b, ldb, c, ldc))
+            with other:
+                blas()
 
 
 def _flags(t: types.Type) -> bool:
