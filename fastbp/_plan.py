@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _config
-from ._adaptive import ThreadChooser
+from ._adaptive import CoreLoad, ThreadChooser
 from ._threads import small_gemm_path
 from .kernels import engine
 from .kernels.activations import addresses
@@ -195,7 +195,7 @@ def workspace(
         "mpart": np.zeros((n_threads, 3), dtype=np.float64),
         "sq": np.zeros(n_chunks.py_func(plan.n_params), dtype=np.float64),
         "coef": np.zeros(N_COEF, dtype=dt),
-        "chooser": ThreadChooser(n_threads),
+        "chooser": ThreadChooser(n_threads, CoreLoad.for_machine() if n_threads > 1 else None),
         "fresh": True,  # no segment has run in it yet
         "runs": {},  # running thread count -> its workspace (model._run_workspace)
     }

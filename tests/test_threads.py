@@ -376,3 +376,84 @@ def test_adaptive_is_the_default():
     out = subprocess.run([sys.executable, "-c", "import fastbp._threads as t; print(t.adaptive())"],
                          capture_output=True, text=True, check=True, timeout=120)  # fmt: skip
     assert out.stdout.strip() == "True"
+
+
+class _FakeLoad:
+    """A :class:`fastbp._adaptive.CoreLoad` stand-in: ``busy`` cores held by others."""
+
+    def __init__(self, cores: int, busy: float) -> None:
+        self.cores, self.busy = cores, busy
+
+    def others(self) -> float:
+        return self.busy
+
+
+def test_chooser_holds_up_probes_while_other_processes_hold_the_cores():
+    """On one thread beside a busy core no two-thread probe runs, however long; once the
+    core is free the next segment probes, and finds two threads faster. Down-probes do
+    not wait for the load (fewer threads need no free core)."""
+    load = _FakeLoad(cores=2, busy=1.0)
+    c = ThreadChooser(2, load)
+    c.current, c.rate[1], c.rate[2] = 1, 1000.0, 100.0
+    for _ in range(4 * adaptive.PROBE_EVERY_MAX):
+        threads, batches = c.choose(100)
+        assert threads == 1
+        c.record(threads, batches, batches / (1000.0 if _ % 2 else 600.0))  # uneven: DROPs ask for probes
+    load.busy = 0.3  # a core free, less what a browser takes
+    threads, batches = c.choose(100)
+    assert threads == 2
+    for _ in range(4):  # the look, topped up to MIN_SECONDS
+        c.record(threads, batches, batches / (2000.0 if threads == 2 else 1000.0))
+        threads, batches = c.choose(100)
+    assert c.current == 2
+    c2 = ThreadChooser(2, _FakeLoad(cores=2, busy=2.0))  # on two threads, everything busy
+    c2.rate[2] = 100.0
+    assert any(c2.choose(100)[0] == 1 for _ in range(2 * adaptive.PROBE_EVERY))
+
+
+def test_core_load_counts_other_processes_not_this_one(tmp_path):
+    """``others`` is the busy CPU time of /proc/stat (all but idle and iowait, steal
+    included) less this process's own, per second of the window; windows shorter than
+    LOAD_WINDOW stay open."""
+    stat = tmp_path / "stat"
+    clock, own = [100.0], [5.0]
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def write(user, idle, steal):  # user nice system idle iowait irq softirq steal
+        stat.write_text(f"cpu  {user} 0 0 {idle} 0 0 0 {steal} 0 0\ncpu0 0 0 0 0 0 0 0 0 0 0\n")
+
+    write(0, 0, 0)
+    load = adaptive.CoreLoad(str(stat), clock=lambda: clock[0], own=lambda: own[0])
+    clock[0] += adaptive.LOAD_WINDOW / 2
+    assert load.others() is None
+    # one second: 1.5 cores busy (1.2 user + 0.3 steal), of which this process 0.5
+    clock[0] += 1.0 - adaptive.LOAD_WINDOW / 2
+    own[0] += 0.5
+    write(int(1.2 * tick), int(0.5 * tick), int(0.3 * tick))
+    assert load.others() == pytest.approx(1.0)
+    clock[0] += 1.0
+    own[0] += 1.0  # this process alone was busy
+    write(int(2.2 * tick), int(1.5 * tick), int(0.3 * tick))
+    assert load.others() == pytest.approx(0.0)
+    stat.write_text("intr 0\n")
+    with pytest.raises(ValueError):
+        adaptive.CoreLoad(str(stat))
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="reads Linux's /proc/stat")
+def test_core_load_sees_a_spinning_process():
+    """On this machine's real counters, a child spinning for 0.5 s shows as about a core
+    held by others (at least half of one: the child may start late)."""
+    load = adaptive.CoreLoad.for_machine()
+    assert load is not None
+    child = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 0.6: pass"])
+    try:
+        import time
+
+        time.sleep(0.1)
+        load.others()  # open the window once the child runs
+        time.sleep(0.4)
+        held = load.others()
+    finally:
+        child.wait()
+    assert held is not None and held >= 0.5
