@@ -1,10 +1,14 @@
-"""Model factories shared by the test modules (``tests`` is on pytest's pythonpath)."""
+"""Model factories and kernel wrappers shared by the test modules (``tests`` is on pytest's
+pythonpath)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from numba import njit
+
 import fastbp as fb
+from fastbp.kernels.blas import gemm as _gemm
 
 
 def net(
@@ -20,3 +24,9 @@ def net(
         layers.append(fb.Dropout(dropout))
     layers.append(fb.Dense(k))
     return fb.Sequential(layers, loss=loss, seed=seed, **kw)
+
+
+@njit
+def gemm(a, ta, b, tb, c):
+    """The ``gemm`` intrinsic (``fastbp.kernels.blas``), callable from Python."""
+    _gemm(a, ta, b, tb, c)

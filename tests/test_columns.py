@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from numba import njit
+from helpers import gemm
 
 import fastbp as fb
 import fastbp._plan as fbplan
@@ -20,7 +20,6 @@ from fastbp.kernels.activations import apply_backward as act_backward_
 from fastbp.kernels.activations import apply_backward as act_backward_cols_
 from fastbp.kernels.activations import apply_forward as bias_act_
 from fastbp.kernels.activations import apply_forward as bias_act_cols_
-from fastbp.kernels.blas import gemm as _gemm
 from fastbp.kernels.dropout import dropout_backward_, dropout_backward_cols_, dropout_forward_, dropout_forward_cols_
 
 
@@ -332,12 +331,6 @@ def test_gradient_buffer_rows_follow_the_split(split, rng, two_threads):
         np.testing.assert_array_equal(w, r)
     model.fit(X, y, epochs=1, batch_size=8, verbose=0)
     assert model._workspace["gpart"].shape[0] == 1  # 8 rows: a single 16-row block at most
-
-
-@njit
-def gemm(a, ta, b, tb, c):
-    """The ``gemm`` intrinsic, callable from Python."""
-    _gemm(a, ta, b, tb, c)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -11,20 +11,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from numba import njit
+from helpers import gemm
 
 from fastbp.kernels import sgemm
-from fastbp.kernels.blas import gemm as _gemm
 
 pytestmark = pytest.mark.skipif(not sgemm.has_avx512(), reason="the tiled kernel needs AVX-512F")
 
 U = 2.0**-24
-
-
-@njit
-def gemm(a, ta, b, tb, c):
-    """The ``gemm`` intrinsic, callable from Python."""
-    _gemm(a, ta, b, tb, c)
 
 
 def view(rng, rows, cols, pad=3):

@@ -77,6 +77,7 @@ V = "<16 x float>"
 _ATTRS = '"min-legal-vector-width"="512" "prefer-vector-width"="512"'
 
 
+@functools.cache
 def has_avx512() -> bool:
     """Whether this CPU runs the kernel (AVX-512F). Without it, 24 accumulators of 512
     bits do not fit the registers, and BLAS is used."""
@@ -274,8 +275,8 @@ pack:
   %do = mul i64 %pk, {NR}
   %d0 = getelementptr float, ptr %buf, i64 %do
   %d1 = getelementptr float, ptr %d0, i64 16
-  %v0 = call {V} @llvm.masked.load.v16f32.p0(ptr %s0, i32 4, <16 x i1> %mk0, {V} zeroinitializer)
-  %v1 = call {V} @llvm.masked.load.v16f32.p0(ptr %s1, i32 4, <16 x i1> %mk1, {V} zeroinitializer)
+{_load("%v0", "%s0", "%mk0")}
+{_load("%v1", "%s1", "%mk1")}
   store {V} %v0, ptr %d0, align 64
   store {V} %v1, ptr %d1, align 64
   %pk1 = add i64 %pk, 1
