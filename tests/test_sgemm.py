@@ -80,21 +80,23 @@ def test_tiled_kernel_blocks_sum_the_same_bits(rng):
 
 
 @pytest.mark.parametrize("ta", [False, True])
-def test_gemm_routes_deep_float32_products_to_the_kernel(rng, ta):
-    """``blas.gemm`` gives a deep, wide float32 product to the kernel (the same bits), and
-    the rest still equal NumPy (float64, a transposed ``b``, shallow ``k``, narrow ``n``)."""
-    m, k, n = 40, sgemm.MIN_K + 3, sgemm.NR + 5
+@pytest.mark.parametrize("deep", [True, False])
+def test_gemm_routes_deep_or_large_float32_products_to_the_kernel(rng, ta, deep):
+    """``blas.gemm`` gives a float32 product at least ``NR`` wide and either deep or large
+    (``m * n >= MIN_MN``, here with ``k`` 8) to the kernel (the same bits), and the rest
+    still equal NumPy (float64, a transposed ``b``, small and shallow, narrow ``n``)."""
+    m, k, n = (40, sgemm.MIN_K + 3, sgemm.NR + 5) if deep else (sgemm.MIN_MN // 70 + 3, 8, 70)
     a = view(rng, k, m) if ta else view(rng, m, k)
     b = view(rng, k, n)
     routed, direct = np.empty((m, n), np.float32), np.empty((m, n), np.float32)
     gemm(a, ta, b, False, routed)
     sgemm.tiled(a, ta, b, direct)
     np.testing.assert_array_equal(routed, direct)
-    for kk, nn, dt, tb in ((k, n, np.float64, False), (k, n, np.float32, True), (8, n, np.float32, False),
-                           (k, 5, np.float32, False)):  # fmt: skip
-        x = rng.standard_normal((kk, m) if ta else (m, kk)).astype(dt)
+    for mm, kk, nn, dt, tb in ((m, k, n, np.float64, False), (m, k, n, np.float32, True),
+                               (3, 8, n, np.float32, False), (m, k, 5, np.float32, False)):  # fmt: skip
+        x = rng.standard_normal((kk, mm) if ta else (mm, kk)).astype(dt)
         y = rng.standard_normal((nn, kk) if tb else (kk, nn)).astype(dt)
-        out = np.empty((m, nn), dt)
+        out = np.empty((mm, nn), dt)
         gemm(x, ta, y, tb, out)
         expect = (x.T if ta else x).astype(np.float64) @ (y.T if tb else y).astype(np.float64)
         np.testing.assert_allclose(out, expect, rtol=1e-4, atol=1e-4 * np.sqrt(kk))

@@ -86,8 +86,9 @@ def _call_gemm(context, builder, single, ta, tb, m, n, k, one, a, lda, b, ldb, z
     alpha = 1 and beta = 0 in the matrices' dtype. BLAS takes every argument by reference,
     Fortran's way. Nothing is called when ``c`` is empty. On CPUs with AVX-512, single
     precision products whose ``b`` is not transposed, at least :data:`.sgemm.NR` columns
-    wide and :data:`.sgemm.MIN_K` deep, and at most :data:`.sgemm.MAX_MNK` multiply-adds,
-    go to :mod:`.sgemm`'s tiled kernel instead."""
+    wide, either :data:`.sgemm.MIN_K` deep or of at least :data:`.sgemm.MIN_MN` elements,
+    and at most :data:`.sgemm.MAX_MNK` multiply-adds, go to :mod:`.sgemm`'s tiled kernel
+    instead."""
     intp = context.get_value_type(types.intp)
     fnty = ir.FunctionType(ir.VoidType(), [_VOIDP] * 13)
     fn = builder.select(single, *(cgutils.get_or_insert_function(builder.module, fnty, s) for s in (SGEMM, DGEMM)))
@@ -114,9 +115,12 @@ def _call_gemm(context, builder, single, ta, tb, m, n, k, one, a, lda, b, ldb, z
             return
         context.active_code_library.add_linking_library(sgemm.library())
         routed = builder.and_(single, builder.not_(tb))
-        for size, least in ((n, sgemm.NR), (k, sgemm.MIN_K)):
-            routed = builder.and_(routed, builder.icmp_signed(">=", size, ir.Constant(intp, least)))
-        volume = builder.mul(builder.mul(m, n), k)
+        routed = builder.and_(routed, builder.icmp_signed(">=", n, ir.Constant(intp, sgemm.NR)))
+        area = builder.mul(m, n)
+        deep = builder.icmp_signed(">=", k, ir.Constant(intp, sgemm.MIN_K))
+        wide = builder.icmp_signed(">=", area, ir.Constant(intp, sgemm.MIN_MN))
+        routed = builder.and_(routed, builder.or_(deep, wide))
+        volume = builder.mul(area, k)
         routed = builder.and_(routed, builder.icmp_signed("<=", volume, ir.Constant(intp, sgemm.MAX_MNK)))
         with builder.if_else(routed) as (tiled, other):
             with tiled:  # op(a)[i, p] at a[i * a_row + p * a_k]

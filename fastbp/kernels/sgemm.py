@@ -18,7 +18,7 @@ on 128x512x256 (221-228 against 160-167) and on shallow products (64x128x64: 6.7
 against 6.2-7.0). In whole epochs on one thread (20,000 rows, fresh processes) the kernel
 took 784-512-256-10 from 43.2-44.6k to 45.3-47.7k samples/s at batch 128 and from 27.0k
 to 28.7k at batch 32, and 16-64-64-64-64-1 from 854-897k to 915-976k; see
-:data:`MIN_K` for where it is not used.
+:data:`MIN_K`, :data:`MIN_MN` and :data:`MAX_MNK` for where it is not used.
 
 The loops, outermost first:
 
@@ -66,6 +66,17 @@ PACK_ROWS = 24  # the panel is packed for more rows than this: for fewer, each r
 #: set-up is a large part of a short run over ``k``): in 64-128-64-10 at batch 64 (every
 #: ``k`` 64 or 128) the kernel cost 5-9 % of an epoch on one thread, measured.
 MIN_K = 256
+#: ... or, whatever ``k``, from this many elements of ``c`` (``m * n``): then the tiles'
+#: set-up is spread over enough of them. Measured on one core, called in a loop from
+#: compiled code, GFLOP/s of the kernel against OpenBLAS (``m x k x n``, T: ``a.T``):
+#: the weight gradients at batch 128, 784x128x512T 125-130 against 119-121, 512x128x256T
+#: 132-140 against 119-122, a column block 128x128x256T 140-144 against 106; at batch 32
+#: 784x32x512T 120-131 against 91-94; a forward 256x64x64 141 against 98-100. Below it
+#: OpenBLAS's small-matrix path is level or ahead: 64x64x128T 130-134 against 130-158,
+#: 32x32x256T 113-114 against 130-132. Epochs on one thread (20,000 rows, three
+#: interleaved pairs of fresh processes): 784-512-256-10 at batch 128 +2 %,
+#: 16-64-64-64-64-1 at batch 256 +2-10 %; 64-128-64-10 at batch 64 routes nothing more.
+MIN_MN = 1 << 14
 #: ... and up to this many multiply-adds (``m * n * k``). On large products OpenBLAS's
 #: packing pays for itself and its inner kernel is the faster one (measured: this kernel
 #: runs at 150-175 GFLOP/s on one core, OpenBLAS's up to 205-215): 784-1024-1024-10 at
