@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numba
 import numpy as np
 import pytest
 from numba import njit, types
@@ -24,6 +25,7 @@ from fastbp.kernels.launch import (
     specialise,
     unpack,
 )
+from fastbp.kernels.launch import _take as take
 
 SCALARS = types.Tuple((types.int64, types.float64))
 
@@ -54,6 +56,45 @@ def test_every_piece_runs_once_with_its_context(n, parallel):
     rec = Record(np.full(n, np.nan), 10.0)
     _drive(rec, body_address(_fill_body, SCALARS, rec), n, parallel)
     np.testing.assert_array_equal(rec.out, 3.0 * np.arange(n) + n + 10.0)
+
+
+class Stolen(NamedTuple):
+    out: np.ndarray
+    count: np.ndarray
+
+
+def _steal_body(t, n, ctx):
+    """Piece 0 waits (up to ~1 s) until every other piece has run, and records how many
+    had; the others count themselves. Only another thread taking the pieces of piece 0's
+    range (stealing) can finish them while it waits."""
+    _, rec = unpack(ctx, CTX)
+    if t == 0:
+        checks = 0
+        others = 0
+        while checks < 50_000_000 and others < n - 1:
+            others = take(rec.count, 0) - checks  # each check adds 1 too
+            checks += 1
+        rec.out[0] = others
+    else:
+        take(rec.count, 0)
+        rec.out[t] += 1.0
+
+
+@pytest.mark.parametrize("n", [7, 40])
+def test_a_thread_takes_the_pieces_of_a_busy_one(n):
+    """run_blocks splits the pieces statically between the threads, but a thread that has
+    finished its own takes what is left of the others': here the first piece blocks until
+    all the rest ran, which needs the other thread to run the first piece's range too."""
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs two threads")
+    rec = Stolen(np.zeros(n), np.zeros(1, dtype=np.int64))
+    numba.set_num_threads(2)
+    try:
+        _drive(rec, body_address(_steal_body, SCALARS, rec), n, True)
+    finally:
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    assert rec.out[0] == n - 1  # every other piece ran while the first one waited
+    np.testing.assert_array_equal(rec.out[1:], 1.0)  # each exactly once
 
 
 def test_a_body_compiles_once_per_context_type():

@@ -374,11 +374,41 @@ def unpack(typingctx, addr, ctx_type):
     return sig, codegen
 
 
+@intrinsic
+def _take(typingctx, counters, i):
+    """The value of ``counters[i]`` (int64), incremented atomically: the next piece of a
+    range, for whichever thread asks."""
+    sig = types.int64(counters, i)
+
+    def codegen(context, builder, sig, args):
+        ary = make_array(sig.args[0])(context, builder, args[0])
+        slot = builder.gep(builder.bitcast(ary.data, ir.IntType(64).as_pointer()), [args[1]])
+        return builder.atomic_rmw("add", slot, ir.Constant(ir.IntType(64), 1), "monotonic")
+
+    return sig, codegen
+
+
+#: int64 slots between two workers' counters in :func:`_run_parallel`: one cache line each.
+_LINE = 8
+
+
 @njit(**PARALLEL)
 def _run_parallel(body, n, ctx):
-    for t in prange(n):
-        # np.int64: the prange index is unsigned in the parallel body
-        call_void(body, (np.int64(t), n, ctx))
+    # Worker w owns pieces w*n//W .. (w+1)*n//W - 1 (the static split, so a thread keeps
+    # the same blocks, and their data in its cache, from region to region) and takes them
+    # in order through its counter; when they are done it takes what is left of the other
+    # workers' pieces, the same way. A thread that starts late (its core busy) thus leaves
+    # its pieces to the others instead of holding up the region. Each piece runs once.
+    W = min(n, _pool_threads())
+    taken = np.zeros(W * _LINE, dtype=np.int64)
+    for w in prange(W):
+        for j in range(W):
+            v = (np.int64(w) + j) % W  # np.int64: the prange index is unsigned in the parallel body
+            start = v * n // W
+            t = start + _take(taken, v * _LINE)
+            while t < (v + 1) * n // W:
+                call_void(body, (t, n, ctx))
+                t = start + _take(taken, v * _LINE)
 
 
 def _launcher(body, n, ctx):
@@ -406,6 +436,17 @@ def _call_launcher(typingctx, body, n, ctx):
     return sig, codegen
 
 
+def _get_num_threads(context, builder, sig, args):
+    fnty = ir.FunctionType(cgutils.intp_t, [])
+    return builder.call(cgutils.get_or_insert_function(builder.module, fnty, "get_num_threads"), [])
+
+
+@intrinsic
+def _pool_threads(typingctx):
+    """:func:`_num_threads` for :func:`_run_parallel` itself, compiled once the pool runs."""
+    return types.intp(), _get_num_threads
+
+
 @intrinsic
 def _num_threads(typingctx):
     """The calling thread's Numba thread count, read through the ``get_num_threads`` symbol
@@ -413,17 +454,15 @@ def _num_threads(typingctx):
     every process: ``numba.get_num_threads()`` in compiled code would hold a ctypes pointer,
     which Numba cannot cache)."""
     _register_launcher()  # starts the threading layer, which registers the symbol
-
-    def codegen(context, builder, sig, args):
-        fnty = ir.FunctionType(cgutils.intp_t, [])
-        return builder.call(cgutils.get_or_insert_function(builder.module, fnty, "get_num_threads"), [])
-
-    return types.intp(), codegen
+    return types.intp(), _get_num_threads
 
 
 @njit(**SERIAL)
 def run_blocks(body, n, ctx):
-    """``body(t, n, ctx)`` for every ``t`` in ``0 .. n-1``, on Numba's threads. A single
+    """``body(t, n, ctx)`` for every ``t`` in ``0 .. n-1``, on Numba's threads: each
+    thread runs an even share of the pieces in order, then takes the pieces another thread
+    has not started (one late to the region, its core busy). Every piece runs once, and
+    its arithmetic does not depend on the thread that runs it. A single
     piece, or a calling thread whose Numba thread count is 1, runs on the calling thread
     in order (no parallel region to start; the same arithmetic: pieces are independent).
     That is also what lets a child forked after its parent ran parallel regions run
