@@ -376,14 +376,34 @@ def unpack(typingctx, addr, ctx_type):
 
 @intrinsic
 def _take(typingctx, counters, i):
-    """The value of ``counters[i]`` (int64), incremented atomically: the next piece of a
-    range, for whichever thread asks."""
+    """The value of int64 slot ``i`` of ``counters`` (an int64 array, or the address of
+    slots from :func:`_zeroed_slots`), incremented atomically: the next piece of a range,
+    for whichever thread asks."""
     sig = types.int64(counters, i)
+    i64 = ir.IntType(64)
 
     def codegen(context, builder, sig, args):
-        ary = make_array(sig.args[0])(context, builder, args[0])
-        slot = builder.gep(builder.bitcast(ary.data, ir.IntType(64).as_pointer()), [args[1]])
-        return builder.atomic_rmw("add", slot, ir.Constant(ir.IntType(64), 1), "monotonic")
+        if isinstance(sig.args[0], types.Array):
+            base = builder.bitcast(make_array(sig.args[0])(context, builder, args[0]).data, i64.as_pointer())
+        else:
+            base = builder.inttoptr(args[0], i64.as_pointer())
+        slot = builder.gep(base, [args[1]])
+        return builder.atomic_rmw("add", slot, ir.Constant(i64, 1), "monotonic")
+
+    return sig, codegen
+
+
+@intrinsic
+def _zeroed_slots(typingctx, count):
+    """The address of ``count`` int64 zeros on the caller's stack (valid until it returns):
+    no heap allocation per parallel region."""
+    sig = types.intp(count)
+
+    def codegen(context, builder, sig, args):
+        i64 = ir.IntType(64)
+        slots = builder.alloca(i64, size=args[0])
+        cgutils.memset(builder, slots, builder.mul(args[0], ir.Constant(i64, 8)), 0)
+        return builder.ptrtoint(slots, i64)
 
     return sig, codegen
 
@@ -400,7 +420,7 @@ def _run_parallel(body, n, ctx):
     # workers' pieces, the same way. A thread that starts late (its core busy) thus leaves
     # its pieces to the others instead of holding up the region. Each piece runs once.
     W = min(n, _pool_threads())
-    taken = np.zeros(W * _LINE, dtype=np.int64)
+    taken = _zeroed_slots(W * _LINE)
     for w in prange(W):
         for j in range(W):
             v = (np.int64(w) + j) % W  # np.int64: the prange index is unsigned in the parallel body
