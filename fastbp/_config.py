@@ -56,6 +56,11 @@ CACHE: bool = _cache_available()
 #: is set up on first use (``kernels/cache.py``).
 SERIAL: dict = {"fastmath": FASTMATH, "nogil": True, "error_model": "numpy"}
 
+#: Whether parallel regions run on fastbp's own worker pool (``kernels/pool.py``), whose
+#: regions end when their pieces are done, rather than on Numba's OpenMP pool, whose
+#: regions end when every thread has arrived. Environment: ``FASTBP_POOL=0`` for Numba's.
+OWN_POOL: bool = os.environ.get("FASTBP_POOL", "1") != "0"
+
 #: Options for kernels that split their work with ``prange``.
 PARALLEL: dict = SERIAL | {"parallel": True}
 

@@ -1,9 +1,11 @@
-"""One threading model for all of fastbp: Numba owns the threads, BLAS runs on one.
+"""One threading model for all of fastbp: one pool owns the threads, BLAS runs on one.
 
-Each compiled call splits its rows into one block per thread (``prange``) and calls BLAS
-single-threaded on its block (see ``kernels/engine.py``). Two thread pools on the same
-cores, Numba's OpenMP workers spinning while OpenBLAS's threads wait for the cores, made
-a prototype 16x slower; here only Numba's pool ever runs.
+Each compiled call splits its rows into blocks, one or more per thread, run on fastbp's
+worker pool (``kernels/pool.py``; Numba's OpenMP pool with ``FASTBP_POOL=0``), and calls
+BLAS single-threaded on each block (see ``kernels/engine.py``). Two thread pools on the
+same cores, Numba's OpenMP workers spinning while OpenBLAS's threads wait for the cores,
+made a prototype 16x slower; here only one pool ever runs. Numba's thread count, set per
+calling thread, still says how many threads a call uses.
 
 :func:`set_num_threads` sets how many threads fastbp uses; by default all of Numba's pool,
 capped by ``OMP_NUM_THREADS``, and ``threadpoolctl.threadpool_limits`` sets it too (see

@@ -1,9 +1,9 @@
 """The compiled engine: whole-network forward, backward and training epochs.
 
-Threading model ("Numba owns the threads")
-------------------------------------------
+Threading model ("one pool owns the threads")
+---------------------------------------------
 A batch of B rows is split into ``nb`` contiguous row blocks, one per thread
-(``prange``). Each thread pushes its block through every layer (GEMM with BLAS held to
+(``launch.run_blocks``). Each thread pushes its block through every layer (GEMM with BLAS held to
 one thread, then the fused epilogue while the block is in cache), computes the loss and
 its gradient on its rows, and runs the backward pass, writing its own partial weight
 gradients ``gpart[t]``. Rows are independent until the gradient sum, so a whole
@@ -14,8 +14,8 @@ clipping), once to update every parameter. The column split (``columns.py``) run
 region per layer instead of the first. Each region is a body run by ``launch.run_blocks`` (see ``launch.py``:
 bodies are compiled once each and called through their addresses, which keeps the
 compile short); the drivers here are serial loops over batches. Only one thread pool
-(Numba's) ever runs, so nothing spins against anything else; and the result depends on
-the thread count only through ``nb``.
+(fastbp's, ``pool.py``, or Numba's) ever runs, so nothing spins against anything else;
+and the result depends on the thread count only through ``nb``.
 
 The network as data
 -------------------

@@ -14,9 +14,11 @@ nested jitted functions compiled its element loops five times over, and a cold f
   ``record`` is the caller's own argument record (a namedtuple of arrays and scalars) and
   ``scalars`` a few per-call values whose type the body declares. The caller copies it to
   its stack (:func:`pack`) and passes its address; the body reads it back (:func:`unpack`);
-* :func:`run_blocks`, the one ``prange`` loop of the package, compiled once for all
-  dtypes and bodies: it calls ``body(t, n, ctx)`` for ``t`` in ``0..n-1`` on Numba's
-  threads, through the body's address.
+* :func:`run_blocks`, compiled once for all dtypes and bodies: it calls ``body(t, n, ctx)``
+  for ``t`` in ``0..n-1`` through the body's address, on fastbp's worker pool
+  (``pool.py``, whose regions end when their pieces are done), or with
+  ``_config.OWN_POOL`` off on Numba's threads (:func:`_run_parallel`, the one ``prange``
+  loop of the package, whose regions end at OpenMP's team barrier).
 
 A caller therefore links no body into its own module: it needs the bodies' addresses as
 data (an int64 array from :func:`body_address`). Addresses are looked up in every process,
@@ -49,7 +51,7 @@ from numba.core.typing.templates import AttributeTemplate
 from numba.extending import infer_getattr, intrinsic, lower_getattr_generic, register_model
 from numba.np.arrayobj import make_array, populate_array
 
-from .._config import INLINE, PARALLEL, SERIAL
+from .._config import INLINE, OWN_POOL, PARALLEL, SERIAL
 from .cache import callback, prompt
 
 #: The context type, as a body's compiled copy sees it (:func:`body_address` binds it; a
@@ -479,10 +481,11 @@ def _num_threads(typingctx):
 
 @njit(**SERIAL)
 def run_blocks(body, n, ctx):
-    """``body(t, n, ctx)`` for every ``t`` in ``0 .. n-1``, on Numba's threads: each
-    thread runs an even share of the pieces in order, then takes the pieces another thread
-    has not started (one late to the region, its core busy). Every piece runs once, and
-    its arithmetic does not depend on the thread that runs it. A single
+    """``body(t, n, ctx)`` for every ``t`` in ``0 .. n-1``, on as many threads as the
+    calling thread's Numba count (fastbp's pool, ``pool.py``, or Numba's): each thread runs
+    an even share of the pieces in order, then takes the pieces another thread has not
+    started (one late to the region, its core busy). Every piece runs once, and its
+    arithmetic does not depend on the thread that runs it. A single
     piece, or a calling thread whose Numba thread count is 1, runs on the calling thread
     in order (no parallel region to start; the same arithmetic: pieces are independent).
     That is also what lets a child forked after its parent ran parallel regions run
@@ -545,7 +548,13 @@ def _register_launcher() -> None:
         with _lock:
             if _launcher_cfunc is None:
                 numba.get_num_threads()  # starts the thread pool (the threading layer)
-                compiled = compile_callback(BODY_SIG, _launcher)
+                if OWN_POOL:  # regions run on fastbp's pool (pool.py), which Numba's count sizes
+                    from . import pool
+
+                    pool.start(numba.config.NUMBA_NUM_THREADS - 1)
+                    compiled = compile_callback(BODY_SIG, pool.launcher)
+                else:
+                    compiled = compile_callback(BODY_SIG, _launcher)
                 llvm.add_symbol(_LAUNCHER_SYMBOL, compiled.address)
                 _launcher_cfunc = compiled
 
