@@ -215,6 +215,24 @@ def test_chooser_needs_a_wider_margin_to_drop_threads():
     assert c.current == 2
 
 
+def test_chooser_drops_threads_by_the_narrow_margin_when_other_processes_hold_the_cores():
+    """Beside a busy core (by the load counters) one thread 1.1x faster than two is enough
+    to move down: MARGIN, not MARGIN_DOWN, which guards only the doubt of an unexplained
+    slow moment. Without a load reading the wide margin stays."""
+
+    def settle(load):
+        c = ThreadChooser(2, load)
+        for _ in range(10):
+            threads, batches = c.choose(40)
+            c.record(threads, batches, batches / {2: 100.0, 1: 110.0}[threads])
+        assert set(c.rate) == {1, 2}
+        return c.current
+
+    assert settle(_FakeLoad(cores=2, busy=1.0)) == 1
+    assert settle(_FakeLoad(cores=2, busy=0.0)) == 2
+    assert settle(None) == 2
+
+
 def test_chooser_returns_soon_after_a_slow_moment():
     """A slow moment of two threads sends the fit to one; once two threads are fast again it
     is back on them within PROBE_AFTER_DOWN segments, not PROBE_EVERY or more. Under
