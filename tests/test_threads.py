@@ -233,6 +233,26 @@ def test_chooser_drops_threads_by_the_narrow_margin_when_other_processes_hold_th
     assert settle(None) == 2
 
 
+def test_chooser_probes_fewer_threads_often_while_other_processes_hold_the_cores():
+    """On two threads beside a busy core, with one thread measured slower once (an unlucky
+    look), the next look at one thread comes within a few segments, not after the doubling
+    wait; with the cores free it waits as before."""
+
+    def first_down_probe(busy):
+        c = ThreadChooser(2, _FakeLoad(cores=2, busy=busy))
+        c.rate[1], c.rate[2] = 50.0, 100.0  # one thread looked slow
+        c._interval = adaptive.PROBE_EVERY_MAX
+        for seg in range(1, 3 * adaptive.PROBE_EVERY_MAX):
+            threads, batches = c.choose(100)
+            if threads == 1:
+                return seg
+            c.record(threads, batches, batches / 100.0)
+        return None
+
+    assert first_down_probe(1.0) <= adaptive.PROBE_AFTER_DOWN + 1
+    assert first_down_probe(0.0) > adaptive.PROBE_EVERY_MAX
+
+
 def test_chooser_returns_soon_after_a_slow_moment():
     """A slow moment of two threads sends the fit to one; once two threads are fast again it
     is back on them within PROBE_AFTER_DOWN segments, not PROBE_EVERY or more. Under
