@@ -41,10 +41,13 @@ PROBE_EVERY_MAX: int = 64
 #: still grow to :data:`PROBE_EVERY_MAX`.
 PROBE_AFTER_DOWN: int = 2
 #: While the load counters show other processes on the cores the current count runs on,
-#: fewer threads are probed this often too, whatever the last probes said: on fastbp's pool
-#: two threads beside a busy core are 0.8-1.0x of one, close enough that a look at one
-#: thread in an unlucky moment had kept 16-64-64-64-64-1 on two threads for whole epochs
-#: (0.88x of a one-thread model over a sweep's three epochs, measured on 2 cores).
+#: fewer threads are probed after this many segments, whatever the last probes said (and
+#: within :data:`PROBE_BUDGET`): on fastbp's pool two threads beside a busy core are
+#: 0.8-1.0x of one, close enough that a look at one thread in an unlucky moment had kept
+#: 16-64-64-64-64-1 on two threads for whole epochs (0.88x of a one-thread model over a
+#: sweep's three epochs, measured on 2 cores); after 2 segments, 64-128-64-10 (an epoch a
+#: segment) still ran its first three epochs on two threads, at 31-58 ms against 26 ms.
+CROWDED_PROBE_EVERY: int = 0
 #: A probe of another count starts with a look of FIRST_PROBE_FRACTION of a segment's
 #: batches (at least one), scaled by that count's last known rate against the current
 #: one's; a look too short to judge goes on to :data:`MIN_SECONDS` in all (unless it is
@@ -218,7 +221,7 @@ class ThreadChooser:
         crowded_down = other is not None and other < self.current and self._crowded(self.current)
         if other is not None and (unfinished or self._probe_next or self._since_probe > self._interval
                                   or other not in self.rate
-                                  or (crowded_down and self._since_probe > PROBE_AFTER_DOWN)):  # fmt: skip
+                                  or (crowded_down and self._since_probe > CROWDED_PROBE_EVERY)):  # fmt: skip
             known = self.rate.get(other)
             fraction = FIRST_PROBE_FRACTION * (min(1.0, known / self.rate[self.current]) if known else 1.0)
             n_probe = self._rest(other, max(1, int(batches * fraction)))

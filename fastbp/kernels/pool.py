@@ -64,9 +64,12 @@ _GEN_MASK = (1 << 22) - 1
 #: An idle worker's back-off, in loop turns: spin (``pause``, ~10 ns here) this many, then
 #: yield its core (``sched_yield``) until it has yielded this many times, then nap, each
 #: nap twice as long as the last from NAP_US up to NAP_MAX_US. Measured on 2 cores, an idle
-#: process after a fit: 12 % of a core with naps of 0.2 ms; with the doubling, ~1 %.
+#: process after a fit: 12 % of a core with naps of 0.2 ms; with the doubling, 2-3 %. The
+#: yields are few (~1 ms): a worker left out of a fit's one-thread segments (the adaptive
+#: choice beside a busy core) yielding for 10,000 turns slowed the first of them, and a
+#: look at one thread measured 6.5k batches/s of 64-128-64-10 where one thread ran 12k.
 SPINS = 20_000
-YIELDS = 10_000
+YIELDS = 1_000
 NAP_US = 50
 NAP_MAX_US = 2_000
 
