@@ -465,7 +465,8 @@ def _get_num_threads(context, builder, sig, args):
 
 @intrinsic
 def _pool_threads(typingctx):
-    """:func:`_num_threads` for :func:`_run_parallel` itself, compiled once the pool runs."""
+    """:func:`_num_threads` for the launchers themselves (:func:`_run_parallel`,
+    ``pool.launch``), compiled by :func:`_register_launcher` once the threading layer runs."""
     return types.intp(), _get_num_threads
 
 

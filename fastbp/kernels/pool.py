@@ -12,9 +12,10 @@ as soon as every piece has run: a worker that has not arrived yet simply finds n
 left. It waits only for a piece a descheduled worker is in the middle of. The workers are
 Python threads running compiled loops without the GIL (:func:`worker`), one fewer than
 Numba's pool size; a region uses as many as the master's Numba thread count allows (the
-thread count of ``fastbp.set_num_threads``, ``threadpoolctl`` and the adaptive choice),
-each taking pieces through one atomic counter, as ``launch._run_parallel`` does. Every piece
-runs once, on whichever thread, so results are the same bits as on Numba's pool.
+thread count of ``fastbp.set_num_threads``, ``threadpoolctl`` and the adaptive choice).
+As in ``launch._run_parallel``, each runs its even share of the pieces first, through that
+share's atomic counter, then takes what is left of the others'. Every piece runs once, on
+whichever thread, so results are the same bits as on Numba's pool.
 
 A prototype (5 regions a step, two of 16 GEMM pieces and three of tiny ones, 2 cores with
 one busy): 42.0-42.8 ms a step on one thread, 44.3-53.6 ms on Numba's pool, 32.0-33.6 ms
@@ -22,9 +23,9 @@ here (workers yielding their core after a short spin). Quiet, both pools ran it 
 
 The shared state is one int64 array (:data:`STATE`, slots a cache line apart) that compiled
 code finds through the symbol :data:`SYMBOL` (registered with LLVM at start, so cached
-code links to it in every process). The job word packs the region's generation, its piece
-count and the next free piece, so a worker that reserves a piece also learns which region
-it belongs to, and a late worker can never run a piece of a finished region. One master at
+code links to it in every process). Each share's counter packs the region's generation,
+the share's end and its next free piece, so a worker that reserves a piece also learns
+whether it is one, and a late worker can never run a piece of a finished region. One master at
 a time: a second Python thread that launches while a region runs does its pieces on its
 own thread (the same arithmetic). An idle worker spins, then yields its core, then sleeps
 in short naps, so an idle process costs next to no CPU; a sleeping worker is simply late to
@@ -257,7 +258,6 @@ def start(n_workers: int) -> None:
             return
         llvm.add_symbol(SYMBOL, STATE.ctypes.data)
         worker.compile((types.int64,))
-        STATE[WORKERS] = 0
         for wid in range(1, n_workers + 1):
             threading.Thread(target=worker, args=(wid,), name=f"fastbp-worker-{wid}", daemon=True).start()
         STATE[WORKERS] = n_workers
