@@ -63,6 +63,7 @@ from .blas import gemm_at
 from .cache import prompt
 from .dense import column_sums, dense_backward, dense_forward
 from .dropout import drop_backward_, drop_forward_, step_key
+from .fpenv import flush_denormals, restore_fp
 from .launch import (
     CTX,
     address,
@@ -581,6 +582,7 @@ def train_batches(args, b0, b1, step, bodies):
     optimizer state are those after the last finite step.
     """
     a = ref(args)  # read in place: passing the record value on would copy it (launch.RecordRef)
+    fp = flush_denormals()  # for the optimizer's serial step too (fpenv.py); restored on return
     N = a.order.shape[0]
     bs = a.batch_size
     L = a.fwd.shape[0]
@@ -617,7 +619,9 @@ def train_batches(args, b0, b1, step, bodies):
             nparts, nl = nb, nb
         ok, step = finish_step(nparts, nl, wsum, step, a, bodies)
         if not ok:
+            restore_fp(fp)
             return step, bi
+    restore_fp(fp)
     return step, np.int64(-1)
 
 

@@ -53,6 +53,7 @@ from numba.np.arrayobj import make_array, populate_array
 
 from .._config import INLINE, OWN_POOL, PARALLEL, SERIAL
 from .cache import callback, prompt
+from .fpenv import flush_denormals, restore_fp
 
 #: The context type, as a body's compiled copy sees it (:func:`body_address` binds it; a
 #: body's module imports this name so that the plain function reads as it will run).
@@ -424,6 +425,7 @@ def _run_parallel(body, n, ctx):
     W = min(n, _pool_threads())
     taken = _zeroed_slots(W * _LINE)
     for w in prange(W):
+        fp = flush_denormals()  # Numba's threads serve other code too: set for the region only
         for j in range(W):
             v = (np.int64(w) + j) % W  # np.int64: the prange index is unsigned in the parallel body
             start = v * n // W
@@ -431,6 +433,7 @@ def _run_parallel(body, n, ctx):
             while t < (v + 1) * n // W:
                 call_void(body, (t, n, ctx))
                 t = start + _take(taken, v * _LINE)
+        restore_fp(fp)
 
 
 def _launcher(body, n, ctx):
@@ -490,12 +493,15 @@ def run_blocks(body, n, ctx):
     piece, or a calling thread whose Numba thread count is 1, runs on the calling thread
     in order (no parallel region to start; the same arithmetic: pieces are independent).
     That is also what lets a child forked after its parent ran parallel regions run
-    (``fastbp._threads``): it never enters Numba's OpenMP pool."""
+    (``fastbp._threads``): it never enters Numba's OpenMP pool. Subnormals are flushed to
+    zero on every thread while the pieces run (``fpenv.py``)."""
+    fp = flush_denormals()
     if n == 1 or _num_threads() == 1:
         for t in range(n):
             call_void(body, (np.int64(t), n, ctx))
     else:
         _call_launcher(np.int64(body), np.int64(n), np.int64(ctx))
+    restore_fp(fp)
 
 
 @njit(**INLINE)

@@ -46,6 +46,7 @@ from numba.extending import intrinsic
 
 from .._config import SERIAL
 from .cache import prompt
+from .fpenv import flush_denormals
 from .launch import _pool_threads, call_void, imin
 
 #: The state's slots (int64 indices, each on its own 64-byte line): the region's piece
@@ -217,7 +218,9 @@ def launch(body, n, ctx):
 
 @njit(**SERIAL)
 def worker(wid):
-    """Worker ``wid`` (1 ..): run pieces of each new region it may join, until STOP."""
+    """Worker ``wid`` (1 ..): run pieces of each new region it may join, until STOP; with
+    subnormals flushed to zero (``fpenv.py``), for good: the thread runs only pieces."""
+    flush_denormals()
     seen = _load(GEN)
     idle = 0
     nap = NAP_US
