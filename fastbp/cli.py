@@ -81,6 +81,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
 def _checked(parse_name: str):
     """An argparse type that runs ``runner.<parse_name>`` at parse time, so a typo fails
     before minutes of benchmarking; the text itself is passed on unchanged."""
@@ -136,6 +146,9 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--load", action="store_true",
                    help="then run every workload again with one core kept busy by another process, with "
                         "fastbp at one thread beside it (fastbp@1)")  # fmt: skip
+    p.add_argument("--trained", type=_count, default=0, metavar="N",
+                   help="train N more epochs, untimed, between the warm-up and the timed epochs: time a fit "
+                        "late in its convergence (default 0)")  # fmt: skip
     p.add_argument("--peers", type=_peer_list, default=None, metavar=",".join(PEERS),
                    help="also time these libraries where installed (never a dependency; "
                         "'not installed' in the table otherwise)")  # fmt: skip
@@ -593,7 +606,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     try:
         report = runner.run_bench(args.workloads, rows=args.rows, repeats=args.repeats, quick=args.quick,
                                   threads=args.threads, peers=args.peers, load=args.load,
-                                  out=sys.stdout)  # fmt: skip
+                                  trained=args.trained, out=sys.stdout)  # fmt: skip
     except runner.BenchError as exc:
         print(f"{PROG} bench: error: {exc}", file=sys.stderr)
         return 2

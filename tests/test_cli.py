@@ -106,6 +106,8 @@ def test_python_m_fastbp_help():
         (["bench", "--workloads", ","], "no workload named"),
         (["bench", "--peers", "tensorflow"], "unknown peer 'tensorflow'; choose from: torch, jax"),
         (["bench", "--repeats", "0"], "expected a positive integer, got '0'"),
+        (["bench", "--trained", "-1"], "expected an integer >= 0, got '-1'"),
+        (["bench", "--trained", "x"], "expected an integer >= 0, got 'x'"),
         (["bench", "--rows", "many"], "expected a positive integer, got 'many'"),
         (["bench", "--threads", "9999", "--workloads", "tabular_small"], "NUMBA_NUM_THREADS"),
         (["bench", "--json", "/nonexistent-dir/x.json"], "--json: no such directory"),
@@ -194,6 +196,40 @@ def test_threads_option_sets_and_restores(monkeypatch):
     assert seen == [1, 1, 1, 1] and report["threads"]["fastbp"] == 1 and report["threads"]["numpy_baseline_blas"] == 1
     assert report["ceiling"]["blas_threads"] == 1
     assert fb.get_num_threads() == before
+
+
+def test_trained_epochs_run_untimed_before_the_timed_ones(monkeypatch):
+    """``--trained N``: every implementation of a training workload runs N more epochs
+    between its warm-up and its timed epochs (untimed: ``_timed`` sees only the warm-up and
+    the timed one), so the timed epoch's loss is a later one; inference is unchanged."""
+    timed = []
+    real = runner._timed
+    monkeypatch.setattr(runner, "_timed", lambda run: timed.append(1) or real(run))
+    calls = []
+    real_runner = runner._fastbp_runner
+
+    def counting(*args):
+        run = real_runner(*args)
+        return lambda: calls.append(1) or run()
+
+    monkeypatch.setattr(runner, "_fastbp_runner", counting)
+    plain = runner.run_bench("tabular_small", rows=256, repeats=1, quick=True, out=None)
+    n_plain, calls[:] = len(timed), []
+    timed.clear()
+    out = io.StringIO()
+    report = runner.run_bench("tabular_small,infer_mnist", rows=256, repeats=1, quick=True, trained=4, out=out)
+    assert "and 4 untimed epochs of training" in out.getvalue()
+    assert report["ok"] is True and report["config"]["trained"] == 4
+    assert report["workloads"]["tabular_small"]["trained_epochs"] == 4
+    assert report["workloads"]["infer_mnist"]["trained_epochs"] == 0
+    assert len(timed) == n_plain + 4  # infer_mnist's warm-up and timed pass per implementation
+    assert len(calls) == 1 + 4 + 1 + 2  # tabular: warm-up, 4 trained, 1 timed; infer: 2
+    fb_plain = plain["workloads"]["tabular_small"]["impls"]["fastbp"]
+    fb_trained = report["workloads"]["tabular_small"]["impls"]["fastbp"]
+    assert fb_trained["first_epoch_loss"] == fb_plain["first_epoch_loss"]
+    assert fb_trained["last_epoch_loss"] < fb_plain["last_epoch_loss"]
+    with pytest.raises(runner.BenchError, match="trained"):
+        runner.run_bench("tabular_small", rows=256, trained=-1, out=None)
 
 
 def test_busy_core_spins_only_inside_the_block():

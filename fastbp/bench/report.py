@@ -100,8 +100,9 @@ def format_header(report: dict) -> str:
         f"sgemm ceiling: {c['gflop_per_s']:.1f} GFLOP/s (NumPy float32 matmul, n={c['n']}, best of {c['reps']}, "
         f"{c['blas_threads']} BLAS threads)",
         f"float32; samples/s = rows / median of {cfg['repeats']} timed epoch(s) after 1 untimed warm-up "
-        f"(predict passes for infer_*); rows in order, no shuffle; spread = slowest / fastest timed epoch "
-        f"of fastbp" + (" [--quick]" if cfg["quick"] else ""),
+        + (f"and {cfg['trained']} untimed epochs of training " if cfg.get("trained") else "")
+        + "(predict passes for infer_*); rows in order, no shuffle; spread = slowest / fastest timed epoch "
+        "of fastbp" + (" [--quick]" if cfg["quick"] else ""),
     ]
     if peer_bits:
         lines.append("peers: " + "; ".join(peer_bits))

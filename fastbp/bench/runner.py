@@ -321,8 +321,8 @@ def _ratios(rec: dict, others: list[str]) -> None:
 
 
 def run_workload(w: Workload, *, rows: int, repeats: int, threads: int | None, peers: dict[str, str | None],
-                 settle_s: float = SETTLE_S, seed: int = 0,
-                 variants: dict[str, int] | None = None) -> dict:  # fmt: skip
+                 settle_s: float = SETTLE_S, seed: int = 0, variants: dict[str, int] | None = None,
+                 trained: int = 0) -> dict:  # fmt: skip
     """Time one workload on fastbp, NumPy and each peer; returns its JSON record.
 
     Long by design: the check epoch, warm-up and timed rounds of every implementation share
@@ -331,7 +331,9 @@ def run_workload(w: Workload, *, rows: int, repeats: int, threads: int | None, p
 
     ``peers`` maps each requested peer to ``None`` (importable) or why it is not.
     ``variants`` maps more names to a fixed fastbp thread count each (``{"fastbp@1": 1}``),
-    timed after fastbp and checked like a peer.
+    timed after fastbp and checked like a peer. ``trained``: epochs each implementation trains,
+    untimed, after its warm-up and before its timed epochs (training workloads), so that they
+    time a fit well into its convergence.
     """
     variants = variants or {}
     X, y = make_data(w, rows, seed=seed)
@@ -346,6 +348,7 @@ def run_workload(w: Workload, *, rows: int, repeats: int, threads: int | None, p
         "optimizer": w.optimizer,
         "train": w.train,
         "rows": n,
+        "trained_epochs": trained if w.train else 0,
         "flop_per_sample": fps,
         "timed": "epoch (fit, shuffle off)" if w.train else "predict over all rows",
         "impls": {},
@@ -388,6 +391,8 @@ def run_workload(w: Workload, *, rows: int, repeats: int, threads: int | None, p
                     check[name] = make_run(X[:n_check], y[:n_check])()
                 run = make_run(X, y)
                 warmup, first[name] = _timed(run)
+                for _ in range(trained if w.train else 0):
+                    run()
             if not separate and w.train:
                 check[name] = first[name]
             ready[name] = (run, scope, warmup)
@@ -476,7 +481,7 @@ def _xla_single_thread(threads: int | None, peers: Sequence[str]) -> str | None:
 
 def run_bench(workloads: str | Sequence[str] | None = None, *, rows: int | None = None, repeats: int | None = None,
               quick: bool = False, threads: int | None = None, peers: str | Sequence[str] | None = None,
-              seed: int = 0, load: bool = False, out: TextIO | None = None) -> dict:  # fmt: skip
+              seed: int = 0, load: bool = False, trained: int = 0, out: TextIO | None = None) -> dict:  # fmt: skip
     """Run the benchmark and return the report (what ``--json`` writes). Long by design:
     one linear script of the run (settings, ceiling, each workload, the ``--load`` pass,
     the summary) whose steps share its printing and thread settings.
@@ -503,6 +508,10 @@ def run_bench(workloads: str | Sequence[str] | None = None, *, rows: int | None 
         Then run every workload again with one core kept busy by another process (see
         :func:`busy_core`), and fastbp at one thread beside it (``fastbp@1``): the report's
         ``loaded`` holds that second pass, with ``workloads`` as for the first.
+    trained : int, default=0
+        Epochs each implementation trains, untimed, between its warm-up and its timed epochs
+        (training workloads only): times a fit late in its convergence, where subnormal
+        gradients slow any code that does not flush them to zero.
     out : text stream, optional
         Where the header and each row are printed as they finish (``sys.stdout`` for the
         CLI); by default nothing is printed (:func:`format_table` formats a finished report).
@@ -520,6 +529,8 @@ def run_bench(workloads: str | Sequence[str] | None = None, *, rows: int | None 
     for name, value in (("rows", rows), ("repeats", repeats), ("threads", threads)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise BenchError(f"{name} must be a positive int, got {value!r}")
+    if isinstance(trained, bool) or not isinstance(trained, int) or trained < 0:
+        raise BenchError(f"trained must be an int >= 0, got {trained!r}")
     if threads is not None and threads > numba.config.NUMBA_NUM_THREADS:
         raise BenchError(f"threads must be between 1 and NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS}, "
                          f"got {threads}")  # fmt: skip
@@ -571,6 +582,7 @@ def run_bench(workloads: str | Sequence[str] | None = None, *, rows: int | None 
                 "rows": rows,
                 "repeats": repeats,
                 "quick": quick,
+                "trained": trained,
                 "seed": seed,
                 "peers": peer_names,
                 "loss_rtol": LOSS_RTOL,
@@ -590,7 +602,7 @@ def run_bench(workloads: str | Sequence[str] | None = None, *, rows: int | None 
                 w = WORKLOADS[wid]
                 n_rows = rows if rows is not None else (min(QUICK_ROWS, w.rows) if quick else w.rows)
                 rec = run_workload(w, rows=n_rows, repeats=repeats, threads=threads, peers=peer_status,
-                                   settle_s=settle, seed=seed, variants=variants)  # fmt: skip
+                                   settle_s=settle, seed=seed, variants=variants, trained=trained)  # fmt: skip
                 gflops = rec["impls"].get("fastbp", {}).get("gflop_per_s")
                 rec["ceiling_gflop_per_s"] = ceiling["gflop_per_s"]
                 rec["pct_of_ceiling"] = 100 * gflops / ceiling["gflop_per_s"] if gflops else None
