@@ -76,6 +76,23 @@ INLINE: dict = SERIAL | {"inline": "always"}
 #: (a barrier and a separate packing of each weight matrix) than it saves.
 MIN_ROWS_PER_BLOCK: int = 16
 
+#: Fewest floating-point operations a row block of a training batch is given (its forward
+#: and backward products, ``_plan.train_flops``): a batch is split into no more blocks than
+#: that allows, on any thread count, so a small network's batch stays one block. Two
+#: threads then gain little even on an idle machine, while beside a busy core the one
+#: thread that runs (``_adaptive.py``) pays for blocks cut for two. Measured on 2 cores
+#: (samples/s, 20,000 rows, fresh processes): 64-128-64-10 at batch 64 (2.7 MFLOP a block of
+#: 32 rows) 945-1032k on 2 threads against 838-992k on 1, but beside a busy core adaptive
+#: 797-889k against 943-996k on one thread's single block; at batch 96 (4.1 MFLOP a block)
+#: 2 threads gain 1.25x, at 128 1.4-1.5x. Not all shapes are that sharp:
+#: 16-64-64-64-64-1 (Adam) at batch 64 (2.5 MFLOP a block) gained 1.17x on 2 threads and
+#: now runs one block; at batch 128 (5 MFLOP) it keeps two (1.45x). The rule depends on
+#: the shape only, never on timing, so the weights stay reproducible. Environment:
+#: ``FASTBP_MIN_BLOCK_FLOP`` (the test suite sets 0, so that its small networks still
+#: exercise the split into row blocks that larger networks take).
+DEFAULT_MIN_BLOCK_FLOP: float = 3e6
+MIN_BLOCK_FLOP: float = float(os.environ.get("FASTBP_MIN_BLOCK_FLOP", DEFAULT_MIN_BLOCK_FLOP))
+
 #: Training uses the column split (``kernels/columns.py``) when a batch gives each thread
 #: fewer rows than this and the widest hidden layer has at least
 #: :data:`COLUMN_SPLIT_MIN_WIDTH` units; else the row split. Measured on 2 cores (epoch

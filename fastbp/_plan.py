@@ -160,6 +160,21 @@ def input_width(sizes: np.ndarray, rows: int, n_threads: int, itemsize: int) -> 
     return _small_width(_config.SMALL_GEMM_MNK // (rows * int(sizes[1])), int(sizes[0]), n_threads, itemsize)
 
 
+def train_flops(sizes: np.ndarray) -> int:
+    """Floating-point operations of one row of a training step: the forward product of
+    each layer, its weight gradient and, but for the first layer, its input gradient
+    (2 per multiply-add)."""
+    macs = [int(a) * int(b) for a, b in zip(sizes[:-1], sizes[1:])]
+    return 6 * sum(macs) - 2 * macs[0]
+
+
+def block_rows(sizes: np.ndarray) -> int:
+    """Fewest rows of a training batch's row block (``engine.n_blocks``' ``min_rows``):
+    :data:`_config.MIN_ROWS_PER_BLOCK`, and enough rows for
+    :data:`_config.MIN_BLOCK_FLOP`."""
+    return max(_config.MIN_ROWS_PER_BLOCK, -int(-_config.MIN_BLOCK_FLOP // train_flops(sizes)))
+
+
 def workspace(
     plan: Plan, rows: int, n_threads: int, sparse: bool, cols: bool, cwidth: np.ndarray, iwidth: int, labels: bool,
     k: int, dt: np.dtype,
@@ -174,7 +189,8 @@ def workspace(
     ``engine.n_blocks(rows, ...)`` of them); the column split writes the whole gradient
     into one row. Sparse input always takes the row split, and gathers no batch (``xb``
     has no columns: the first layer reads the rows in place, ``kernels/sparse.py``)."""
-    nparts = 1 if cols else engine.n_blocks.py_func(rows, n_threads, _config.MIN_ROWS_PER_BLOCK)
+    min_rows = block_rows(plan.sizes)
+    nparts = 1 if cols else engine.n_blocks.py_func(rows, n_threads, min_rows)
     width = int(plan.coff[-1])
     return {
         "rows": rows,
@@ -182,6 +198,8 @@ def workspace(
         "cols": cols,
         "cwidth": cwidth,
         "iwidth": iwidth,
+        "min_rows": min_rows,
+        "blocks": n_threads if cols else nparts,  # what a full batch is split into
         "sparse": sparse,
         "xb": np.empty((rows, 0 if sparse else int(plan.sizes[0])), dtype=dt),
         "ybi": np.zeros(rows if labels else 0, dtype=np.int64),

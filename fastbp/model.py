@@ -584,7 +584,8 @@ class Sequential:
                 cols = ws["cols"]
                 # how many of the n_threads run each segment, and on how many threads' blocks
                 # (_config.RUN_BLOCKS): _adaptive.py
-                chooser = ws["chooser"] if _threads.adaptive() and n_threads > 1 else None
+                # (nothing to choose for a batch of one block: it runs on the calling thread)
+                chooser = ws["chooser"] if _threads.adaptive() and ws["blocks"] > 1 else None
                 kernels = self._train_kernels()
                 args: dict[int, engine.TrainArgs] = {}
 
@@ -651,7 +652,7 @@ class Sequential:
         net, lossk, sumk, dropk = kernels
         mpart = ws["mpart"] if self.metrics else ws["mpart"][:0]  # empty: no metric sums
         return engine.TrainArgs(
-            _bytes(X), yi, _bytes(yf), swk, order, batch_size, n_threads, _config.MIN_ROWS_PER_BLOCK, ws["cwidth"],
+            _bytes(X), yi, _bytes(yf), swk, order, batch_size, n_threads, ws["min_rows"], ws["cwidth"],
             ws["iwidth"], _bytes(self._theta), *net, self._loss, lossk, sumk, self.dtype.itemsize, plan.drop, dropk,
             seed, opt.code, hyper, clipnorm, _bytes(self._m), _bytes(self._v), _bytes(ws["coef"]),
             plan.n_weights, _bytes(ws["xb"]), ws["ybi"], _bytes(ws["ybf"]), ws["wb"], _bytes(ws["abuf"]),
@@ -847,7 +848,7 @@ class Sequential:
         wsum = float(n if sw is None else sw.sum())
         count = wsum if self._loss == CROSS_ENTROPY else wsum * k
         with compute_threads() as n_threads:
-            nb = engine.n_blocks.py_func(n, n_threads, _config.MIN_ROWS_PER_BLOCK)
+            nb = engine.n_blocks.py_func(n, n_threads, _plan.block_rows(plan.sizes))
         gpart = np.empty((nb, plan.n_params), dtype=dt)
         grad = np.empty(plan.n_params, dtype=dt)
         empty = np.zeros(0, dtype=dt)

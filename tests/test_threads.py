@@ -391,6 +391,50 @@ def test_fewer_running_threads_take_their_own_blocks(restore_threads, monkeypatc
             np.testing.assert_allclose(a, b, rtol=0, atol=2e-5)
 
 
+def test_block_rows_follow_the_work_of_a_row():
+    """The default rule (``_config.MIN_BLOCK_FLOP``; the suite runs with it at 0, conftest.py):
+    64-128-64-10 costs 6 * 17,024 - 2 * 8,192 = 85,760 operations a row, so a block needs
+    35 rows; a wide network keeps the floor of 16 rows."""
+    from fastbp import _plan
+
+    sizes = np.array([64, 128, 64, 10])
+    assert _plan.train_flops(sizes) == 85_760
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(fb_config, "MIN_BLOCK_FLOP", fb_config.DEFAULT_MIN_BLOCK_FLOP)
+        assert _plan.block_rows(sizes) == 35
+        assert _plan.block_rows(np.array([784, 512, 256, 10])) == fb_config.MIN_ROWS_PER_BLOCK
+    assert _plan.block_rows(sizes) == fb_config.MIN_ROWS_PER_BLOCK  # the suite's setting
+
+
+@pytest.mark.skipif(POOL < 2, reason="needs 2 Numba threads")
+def test_a_small_batch_stays_one_block_on_any_thread_count(restore_threads, monkeypatch):
+    """With the default rule, 64-128-64-10 at batch 64 (two blocks would have 32 rows, fewer
+    than 35) trains in one block whatever the thread count: bit for bit the weights of one
+    thread, on 2 threads and adaptive (which then has no count to choose: the chooser is
+    never asked). At batch 128 (two blocks of 64 rows) it still splits in two."""
+    monkeypatch.setattr(fb_config, "MIN_BLOCK_FLOP", fb_config.DEFAULT_MIN_BLOCK_FLOP)
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((640, 64)).astype(np.float32)
+    y = rng.integers(0, 10, 640)
+    asked = []
+    monkeypatch.setattr(ThreadChooser, "choose", lambda self, batches: asked.append(batches) or (1, batches))
+
+    def fit(threads, batch, adaptive=False):  # noqa: ANN001, ANN202
+        fb.set_num_threads(threads, adaptive=adaptive)
+        layers = [fb.Dense(128, activation="relu"), fb.Dense(64, activation="relu"), fb.Dense(10)]
+        model = fb.Sequential(layers, loss="cross_entropy", optimizer=fb.SGD(0.05, momentum=0.9), seed=2)
+        model.fit(X, y, epochs=2, batch_size=batch, verbose=0)
+        return model
+
+    runs = [fit(1, 64), fit(2, 64), fit(2, 64, adaptive=True)]
+    assert [m._workspace["gpart"].shape[0] for m in runs] == [1, 1, 1]
+    assert not asked
+    for model in runs[1:]:
+        for a, b in zip(runs[0].get_weights(), model.get_weights()):
+            np.testing.assert_array_equal(a, b)
+    assert fit(2, 128)._workspace["gpart"].shape[0] == 2
+
+
 def test_explicit_thread_count_turns_adaptation_off(restore_threads):
     saved = fb_threads.adaptive()
     try:
