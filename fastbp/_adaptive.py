@@ -96,6 +96,12 @@ DECISIVE_SECONDS: float = 0.002
 #: on two threads that long after the load ends. On a quiet machine, 16-64-64-64-64-1 at
 #: batch 256 trains an epoch of 20,000 rows in 12 ms on two threads, and topping up a look
 #: at one thread to MIN_SECONDS at once ran 17 ms of it (an epoch of 19 ms).
+#: The top-up of a look at *fewer* threads does not wait while the load counters show
+#: other processes on the cores the current count runs on (:data:`FREE_SLACK`): a look of
+#: one batch says little (beside a busy core, 16-64-64-64-64-1's first one-thread batch
+#: took 0.39 ms against 0.29 ms a two-thread batch, so its top-up waited for 65 ms of
+#: training, three of a sweep's 20 ms epochs, on two threads at 0.7x one's speed;
+#: measured on 2 cores).
 PROBE_BUDGET: float = 0.05
 #: A segment slower than this fraction of the current count's rate triggers a probe.
 DROP: float = 0.7
@@ -229,7 +235,10 @@ class ThreadChooser:
             b0, s0 = self._pending.get(other, (0, 0.0))
             expect = b0 / s0 if s0 > 0 else known
             loss = n_probe / expect - n_probe / self.rate[self.current] if expect else 0.0
-            if loss <= PROBE_BUDGET * self._ran and not self._held(other):  # else not yet
+            # the top-up of a look at fewer threads while others hold the cores: at once
+            # (the look's one or two batches say little; the counters say it should win)
+            at_once = crowded_down and other in unfinished
+            if (at_once or loss <= PROBE_BUDGET * self._ran) and not self._held(other):  # else not yet
                 self._since_probe = 0
                 self._probe_next = False
                 self._ran = 0.0

@@ -539,3 +539,26 @@ def test_core_load_sees_a_spinning_process():
     finally:
         child.wait()
     assert held is not None and held >= 0.5
+
+
+def test_chooser_tops_up_a_look_at_fewer_threads_at_once_while_the_cores_are_held():
+    """Beside a busy core (by the load counters) a one-batch look at one thread that came
+    out slower than two threads' rate is topped up at the next segment; with the cores
+    free it waits for PROBE_BUDGET as before (a look that slow is likely one)."""
+
+    def top_up_after(busy: float) -> int | None:
+        c = ThreadChooser(2, _FakeLoad(cores=2, busy=busy))
+        c.rate[2] = 3000.0
+        c._probe_next = True
+        assert c.choose(80) == (1, 2)  # the look: 80 / 32 batches
+        c.record(1, 2, 2 / 2500.0)  # 2500/s against 3000: too short to judge
+        assert c._pending
+        for seg in range(1, 40):
+            threads, batches = c.choose(80)
+            if threads == 1:
+                return seg
+            c.record(2, batches, batches / 3000.0)
+        return None
+
+    assert top_up_after(1.0) == 1
+    assert top_up_after(0.0) > 1
